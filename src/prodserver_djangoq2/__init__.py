@@ -1,0 +1,20 @@
+"""Run Django-Q2 clusters through django-prodserver."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .backend import DjangoQ2Worker
+
+__all__ = ["DjangoQ2Worker"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # Importing the package must not import django_q: load the backend on first use.
+    if name == "DjangoQ2Worker":
+        from .backend import DjangoQ2Worker
+
+        return DjangoQ2Worker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

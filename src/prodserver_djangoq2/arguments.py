@@ -1,0 +1,68 @@
+"""Turn a process's ``ARGS`` into ``qcluster`` options, refusing what ``qcluster`` lacks."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.management import CommandError
+
+# The original django-prodserver documents call ``--name`` this.
+SYNONYMS = {"cluster-name": "name"}
+
+
+def qcluster_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of Django-Q2's ``qcluster`` command."""
+    from django_q.management.commands.qcluster import Command
+
+    return Command().create_parser("manage.py", "qcluster")
+
+
+def option_names(parser: argparse.ArgumentParser) -> list[str]:
+    """Return the long option names (without dashes) that ``parser`` accepts."""
+    return sorted(
+        option[2:]
+        for action in parser._actions
+        for option in action.option_strings
+        if option.startswith("--") and option not in ("--help", "--version")
+    )
+
+
+def to_argv(args: Any, where: str, parser: argparse.ArgumentParser) -> list[str]:
+    """Format ``ARGS`` (a mapping or a string) as a command line for ``qcluster``."""
+    if isinstance(args, str):
+        return shlex.split(args)
+    if not isinstance(args, Mapping):
+        raise CommandError(
+            f"{where} must be a dict of qcluster options or a string, not {type(args).__name__}."
+        )
+    known = option_names(parser)
+    argv = []
+    for key, value in args.items():
+        option = SYNONYMS.get(key, key)
+        if not isinstance(key, str) or option not in known:
+            raise CommandError(_unknown_option_message(key, where, known))
+        if value is False:
+            continue
+        argv.append(f"--{option}" if value is None or value is True else f"--{option}={value}")
+    return argv
+
+
+def parse(argv: list[str], where: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """Parse ``argv`` as ``qcluster`` would; errors name ``where``."""
+    try:
+        return vars(parser.parse_args(argv))
+    except CommandError as error:
+        detail = str(error).removeprefix("Error: ")
+        raise CommandError(f"{where}: {detail}") from error
+
+
+def _unknown_option_message(key: object, where: str, known: list[str]) -> str:
+    message = f"{where} has an unknown qcluster option {key!r}; valid options: {', '.join(known)}"
+    closest = difflib.get_close_matches(str(key), [*known, *SYNONYMS], n=1)
+    if closest:
+        message += f"; did you mean '{closest[0]}'?"
+    return message

@@ -1,0 +1,68 @@
+"""Attach the backend-name resolver to django-prodserver's management commands."""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from importlib.metadata import PackageNotFoundError, version
+from types import ModuleType
+
+from .discovery import resolve_backend
+
+# Where each django-prodserver major looks up BACKEND with ``import_string``.
+RESOLVER_MODULES = {
+    2: "django_prodserver.management.commands.prodserver",
+    3: "django_prodserver.management.base",
+}
+DOTTED_PATH = "prodserver_djangoq2.DjangoQ2Worker"
+
+
+class UnsupportedProdserverWarning(RuntimeWarning):
+    """django-prodserver is a version whose commands this hook does not know."""
+
+
+def attach() -> bool:
+    """Let django-prodserver's commands resolve bare backend names; return whether it took."""
+    module = _resolver_module()
+    if module is None:
+        warnings.warn(
+            f"prodserver_djangoq2: django-prodserver {_prodserver_version()} is not supported "
+            f"by the backend-name hook; write 'BACKEND': '{DOTTED_PATH}' instead of 'djangoq2'.",
+            UnsupportedProdserverWarning,
+            stacklevel=2,
+        )
+        return False
+    if not getattr(module.import_string, "resolves_backend_names", False):
+        module.import_string = resolve_backend
+    _let_prodserver_alias_run_workers()
+    return True
+
+
+def _prodserver_version() -> str:
+    try:
+        return version("django-prodserver")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+def _resolver_module() -> ModuleType | None:
+    major = _prodserver_version().split(".")[0]
+    path = RESOLVER_MODULES.get(int(major)) if major.isdigit() else None
+    if path is None:
+        return None
+    try:
+        module = importlib.import_module(path)
+    except ImportError:
+        return None
+    return module if hasattr(module, "import_string") else None
+
+
+def _let_prodserver_alias_run_workers() -> None:
+    # django-prodserver 3 made `prodserver` an alias of `server`, which refuses worker
+    # backends; `manage.py prodserver worker` is the documented command and keeps working.
+    try:
+        from django_prodserver.backends.base import BaseProcessBackend
+        from django_prodserver.management.commands.prodserver import Command
+    except ImportError:
+        return
+    Command.backend_base_class = BaseProcessBackend
