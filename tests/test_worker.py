@@ -1,0 +1,53 @@
+"""End to end: the worker started through django-prodserver runs tasks and stops cleanly."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from tests.harness import Project, Worker
+
+
+def prodserver_major() -> int:
+    from importlib.metadata import version
+
+    return int(version("django-prodserver").split(".")[0])
+
+
+COMMANDS = [("prodserver", "worker")] + ([("worker", "worker")] if prodserver_major() >= 3 else [])
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_worker_processes_tasks_and_stops_on_sigterm(
+    project: Project, workers: list[Worker], command: tuple[str, str]
+) -> None:
+    ids = project.enqueue("add", 2, 3, count=5)
+    worker = project.start(*command)
+    workers.append(worker)
+    results = project.wait_for_results(ids, worker=worker)
+    assert [task["result"] for task in results.values()] == [5] * 5
+    assert all(task["success"] and task["cluster"] == "tests" for task in results.values())
+    assert worker.stop(signal.SIGTERM) == 0
+    assert project.report()["queued"] == 0
+    assert "Traceback" not in worker.output()
+
+
+def test_sigint_stops_the_worker_with_status_zero(project: Project, workers: list[Worker]) -> None:
+    worker = project.start("prodserver", "worker")
+    workers.append(worker)
+    worker.wait_for_output("running.")
+    children = worker.descendants()
+    assert children, "the cluster has processes"
+    assert worker.stop(signal.SIGINT) == 0
+    assert not [child for child in children if child.is_running() and child.status() != "zombie"]
+
+
+def test_run_once_starts_and_stops(project: Project) -> None:
+    project.settings["PRODUCTION_PROCESSES"] = {
+        "worker": {"BACKEND": "djangoq2", "ARGS": {"run-once": None}}
+    }
+    project.write()
+    result = project.manage("prodserver", "worker", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "stopped" in result.stderr.lower()
