@@ -9,6 +9,8 @@ import pytest
 
 from tests.harness import Project, Worker
 
+pytest_plugins = ["tests.services"]
+
 
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
