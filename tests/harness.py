@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,12 +10,16 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
+PRODSERVER_MAJOR = int(version("django-prodserver").split(".")[0])
+# The command that runs a worker backend on the installed django-prodserver without the hook.
+WORKER_COMMAND = "worker" if PRODSERVER_MAJOR >= 3 else "prodserver"
 MANAGE_PY = """\
 import os
 import sys
@@ -79,8 +84,10 @@ class Project:
             [str(self.root), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
         )
         env["PYTHONUNBUFFERED"] = "1"
-        env.update(self.env)
-        env.update(extra or {})
+        for overrides in (self.env, extra or {}):
+            for key, value in overrides.items():
+                # Extra import paths go in front of the project's, which stay reachable.
+                env[key] = f"{value}{os.pathsep}{env[key]}" if key == "PYTHONPATH" else value
         return env
 
     def manage(
@@ -119,7 +126,9 @@ class Project:
         result = self.manage("createcachetable")
         assert result.returncode == 0, result.stderr
 
-    def enqueue(self, func: str, *args: float, count: int = 1, cluster: str | None = None) -> list[str]:
+    def enqueue(
+        self, func: str, *args: float, count: int = 1, cluster: str | None = None
+    ) -> list[str]:
         """Enqueue ``count`` calls of ``tests.testapp.tasks.<func>``; return their ids."""
         options = [f"--count={count}"] + ([f"--cluster={cluster}"] if cluster else [])
         result = self.manage("enqueue", func, *map(str, args), *options)
@@ -133,7 +142,9 @@ class Project:
         report: dict[str, Any] = json.loads(result.stdout)
         return report
 
-    def wait_for_results(self, ids: list[str], timeout: float = 60, worker: Worker | None = None) -> dict[str, Any]:
+    def wait_for_results(
+        self, ids: list[str], timeout: float = 60, worker: Worker | None = None
+    ) -> dict[str, Any]:
         """Wait until every task in ``ids`` has a stored result; return them by id."""
         deadline = time.monotonic() + timeout
         while True:
@@ -179,24 +190,24 @@ class Worker:
                 raise AssertionError(f"no {text!r} within {timeout}s:\n{self.output()}")
             time.sleep(0.1)
 
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 60, whole_group: bool = False) -> int:
+    def stop(
+        self, signum: int = signal.SIGTERM, timeout: float = 60, whole_group: bool = False
+    ) -> int:
         """Send ``signum`` to the main process (or to every process) and wait for the exit."""
         targets = [self.pid] + ([p.pid for p in self.descendants()] if whole_group else [])
         for pid in targets:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
         try:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"did not exit within {timeout}s of {signum!r}:\n{self.output()}") from None
+            raise AssertionError(
+                f"did not exit within {timeout}s of {signum!r}:\n{self.output()}"
+            ) from None
 
     def kill(self) -> None:
         """Kill the whole session (cleanup after a failed test)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait()

@@ -131,8 +131,22 @@ def postgres_server() -> Iterator[Postgres]:
     )
     port = free_port()
     process = subprocess.Popen(
-        [*run_as, postgres, "-D", str(data), "-p", str(port), "-h", "127.0.0.1", "-k", str(data),
-         "-c", "fsync=off", "-c", "max_connections=200"],
+        [
+            *run_as,
+            postgres,
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            str(data),
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=200",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -6,16 +6,9 @@ import signal
 
 import pytest
 
-from tests.harness import Project, Worker
+from tests.harness import PRODSERVER_MAJOR, Project, Worker
 
-
-def prodserver_major() -> int:
-    from importlib.metadata import version
-
-    return int(version("django-prodserver").split(".")[0])
-
-
-COMMANDS = [("prodserver", "worker")] + ([("worker", "worker")] if prodserver_major() >= 3 else [])
+COMMANDS = [("prodserver", "worker")] + ([("worker", "worker")] if PRODSERVER_MAJOR >= 3 else [])
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

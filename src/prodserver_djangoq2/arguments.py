@@ -18,7 +18,8 @@ def qcluster_parser() -> argparse.ArgumentParser:
     """Return the argument parser of Django-Q2's ``qcluster`` command."""
     from django_q.management.commands.qcluster import Command
 
-    return Command().create_parser("manage.py", "qcluster")
+    parser: argparse.ArgumentParser = Command().create_parser("manage.py", "qcluster")
+    return parser
 
 
 def option_names(parser: argparse.ArgumentParser) -> list[str]:

@@ -6,7 +6,7 @@ import importlib.util
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
 from django.conf import settings
@@ -15,17 +15,20 @@ from django.core.management import CommandError
 from . import arguments, named_cluster, preflight
 from .runner import ClusterRunner
 
-try:
-    from django_prodserver.backends.base import BaseWorkerBackend as ProcessBackend
-except ImportError:  # django-prodserver 2 has one base class for every process
+if TYPE_CHECKING:
     from django_prodserver.backends.base import BaseServerBackend as ProcessBackend
+else:
+    from django_prodserver.backends import base
+
+    # django-prodserver 3 tells worker backends apart; 2 has one base class for every process.
+    ProcessBackend = getattr(base, "BaseWorkerBackend", base.BaseServerBackend)
 
 DEFAULT_STOP_TIMEOUT = 30.0
 # Set on the command line the worker re-executes itself with, to switch settings only once.
 REEXEC_MARKER = "PRODSERVER_DJANGOQ2_SETTINGS_SWITCHED"
 
 
-class DjangoQ2Worker(ProcessBackend):  # type: ignore[misc, valid-type]
+class DjangoQ2Worker(ProcessBackend):
     """Start a Django-Q2 cluster for one ``PRODUCTION_PROCESSES`` entry.
 
     ``ARGS`` holds ``qcluster``'s options; ``STOP_TIMEOUT`` (seconds, default 30) bounds

@@ -32,8 +32,9 @@ def attach() -> bool:
             stacklevel=2,
         )
         return False
-    if not getattr(module.import_string, "resolves_backend_names", False):
-        module.import_string = resolve_backend
+    namespace = vars(module)
+    if not getattr(namespace["import_string"], "resolves_backend_names", False):
+        namespace["import_string"] = resolve_backend
     _let_prodserver_alias_run_workers()
     return True
 
@@ -54,7 +55,7 @@ def _resolver_module() -> ModuleType | None:
         module = importlib.import_module(path)
     except ImportError:
         return None
-    return module if hasattr(module, "import_string") else None
+    return module if "import_string" in vars(module) else None
 
 
 def _let_prodserver_alias_run_workers() -> None:
@@ -65,4 +66,4 @@ def _let_prodserver_alias_run_workers() -> None:
         from django_prodserver.management.commands.prodserver import Command
     except ImportError:
         return
-    Command.backend_base_class = BaseProcessBackend
+    Command.backend_base_class = BaseProcessBackend  # type: ignore[assignment]

@@ -59,7 +59,8 @@ def tolerate_missing_alt_clusters() -> None:
 def _reevaluate(conf: type) -> None:
     tolerate_missing_alt_clusters()
     spec = importlib.util.find_spec("django_q.conf")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     fresh = importlib.util.module_from_spec(spec)
     with warnings.catch_warnings():
         # Django-Q2 already warned about these settings when it first loaded them.
@@ -72,6 +73,6 @@ def _reevaluate(conf: type) -> None:
     for module_name in ("django_q.conf", "django_q.worker"):
         module = sys.modules.get(module_name)
         if module is not None and hasattr(module, "error_reporter"):
-            module.error_reporter = fresh.error_reporter
+            vars(module)["error_reporter"] = fresh.error_reporter
     if "log_level" in fresh.Conf.conf:
         logging.getLogger("django-q").setLevel(fresh.Conf.LOG_LEVEL)

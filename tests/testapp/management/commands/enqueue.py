@@ -18,4 +18,6 @@ class Command(BaseCommand):
         values = [int(a) if float(a).is_integer() else a for a in options["values"]]
         kwargs = {"cluster": options["cluster"]} if options["cluster"] else {}
         for _ in range(options["count"]):
-            self.stdout.write(async_task(f"tests.testapp.tasks.{options['func']}", *values, **kwargs))
+            self.stdout.write(
+                async_task(f"tests.testapp.tasks.{options['func']}", *values, **kwargs)
+            )

@@ -1,0 +1,144 @@
+"""The discovery hook as users meet it: attached by the app, through ``manage.py``."""
+
+from __future__ import annotations
+
+import importlib
+import site
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prodserver_djangoq2 import hook
+from prodserver_djangoq2.discovery import resolve_backend
+from tests.distributions import write_distribution, write_plugins
+from tests.harness import PRODSERVER_MAJOR, REPO, WORKER_COMMAND, Project
+
+RESOLVER_MODULE = importlib.import_module(hook.RESOLVER_MODULES[PRODSERVER_MAJOR])
+
+
+def test_app_attaches_the_resolver() -> None:
+    assert RESOLVER_MODULE.import_string is resolve_backend
+
+
+def test_attaching_twice_does_not_stack() -> None:
+    assert hook.attach() and hook.attach()
+    assert RESOLVER_MODULE.import_string is resolve_backend
+
+
+def test_another_plugins_copy_of_the_hook_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    def other_plugins_resolver(path: str) -> object:
+        return path
+
+    other_plugins_resolver.resolves_backend_names = True  # type: ignore[attr-defined]
+    monkeypatch.setattr(RESOLVER_MODULE, "import_string", other_plugins_resolver)
+    assert hook.attach()
+    assert RESOLVER_MODULE.import_string is other_plugins_resolver
+
+
+@pytest.mark.skipif(PRODSERVER_MAJOR < 3, reason="django-prodserver 2 has no worker/server split")
+def test_prodserver_alias_accepts_worker_backends_on_prodserver_3() -> None:
+    from django_prodserver.backends.base import BaseProcessBackend
+    from django_prodserver.management.commands.prodserver import Command
+
+    assert Command.backend_base_class is BaseProcessBackend
+
+
+def test_unknown_backend_name_is_one_line_with_a_suggestion(project: Project) -> None:
+    project.settings["PRODUCTION_PROCESSES"] = {"worker": {"BACKEND": "djangoq"}}
+    project.write()
+    result = project.manage("prodserver", "worker")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()[-1:]
+    assert line.startswith("CommandError: No backend named 'djangoq'")
+    assert line.endswith("did you mean 'djangoq2'?")
+
+
+def test_broken_plugin_through_manage_py(project: Project, tmp_path: Path) -> None:
+    write_plugins(tmp_path / "plugins")
+    project.settings["PRODUCTION_PROCESSES"] = {"worker": {"BACKEND": "broken"}}
+    project.write()
+    env = {"PYTHONPATH": f"{tmp_path / 'plugins'}"}
+    result = project.manage("prodserver", "worker", env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "'broken' from distribution 'broken-plugin'" in result.stderr
+    traced = project.manage("prodserver", "worker", "--traceback", env=env)
+    assert "ModuleNotFoundError: No module named 'module_that_does_not_exist'" in traced.stderr
+    assert "direct cause" in traced.stderr
+
+
+def test_unrecognised_prodserver_version_says_so_once(project: Project, tmp_path: Path) -> None:
+    # A newer django-prodserver's metadata ahead of the installed one on sys.path.
+    write_distribution(tmp_path / "future", "django-prodserver", "9.0.0", {}, {})
+    project.settings["PRODUCTION_PROCESSES"] = {
+        "worker": {"BACKEND": "prodserver_djangoq2.DjangoQ2Worker", "ARGS": {"run-once": None}}
+    }
+    project.write()
+    env = {"PYTHONPATH": str(tmp_path / "future")}
+    result = project.manage(WORKER_COMMAND, "worker", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("django-prodserver 9.0.0 is not supported") == 1
+    assert "'BACKEND': 'prodserver_djangoq2.DjangoQ2Worker'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("missing", "backend", "expected"),
+    [
+        ("django_q", "djangoq2", "Add 'django_q' to INSTALLED_APPS"),
+        ("prodserver_djangoq2", "prodserver_djangoq2.DjangoQ2Worker", "Add 'prodserver_djangoq2'"),
+    ],
+)
+def test_missing_app_is_one_actionable_line(
+    project: Project, missing: str, backend: str, expected: str
+) -> None:
+    project.settings["INSTALLED_APPS"] = [
+        app
+        for app in [
+            "django.contrib.contenttypes",
+            "django_prodserver",
+            "prodserver_djangoq2",
+            "django_q",
+        ]
+        if app != missing
+    ]
+    project.settings["PRODUCTION_PROCESSES"] = {"worker": {"BACKEND": backend}}
+    project.write()
+    result = project.manage(WORKER_COMMAND, "worker")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"CommandError: {expected}")
+
+
+def test_missing_django_q2_is_one_actionable_line(tmp_path: Path) -> None:
+    # An environment where django-q2 is really not installed: every installed package but it.
+    packages = tmp_path / "site"
+    packages.mkdir()
+    for source in Path(site.getsitepackages()[0]).iterdir():
+        if not source.name.startswith(("django_q", "_virtualenv", "__editable__")):
+            (packages / source.name).symlink_to(source)
+    project = Project(tmp_path / "project")
+    project.settings["INSTALLED_APPS"] = [
+        "django.contrib.contenttypes",
+        "django_prodserver",
+        "prodserver_djangoq2",
+    ]
+    project.settings["PRODUCTION_PROCESSES"] = {
+        "worker": {"BACKEND": "prodserver_djangoq2.DjangoQ2Worker"}
+    }
+    project.write()
+    paths = [project.root, packages, REPO / "src", REPO]
+    env = {**project.environment(), "PYTHONPATH": ":".join(map(str, paths))}
+    result = subprocess.run(
+        [sys.executable, "-S", "manage.py", WORKER_COMMAND, "worker"],
+        cwd=project.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "django-q2 is not installed" in result.stderr.strip().splitlines()[-1]
