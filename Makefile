@@ -3,13 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+MATRIX_ENVS ?= django52-prodserver2,django42-prodserver3,django42-prodserver2
 
-.PHONY: demo test lint typecheck soak bench clean
+.PHONY: demo test lint typecheck soak bench matrix clean
 
-$(BIN)/.installed: pyproject.toml requirements-test.txt
+$(BIN)/.installed: pyproject.toml requirements-test.txt requirements-lint.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e . -r requirements-test.txt
+	$(BIN)/python -m pip install --quiet -e . -r requirements-test.txt -r requirements-lint.txt
 	touch $@
 
 demo: $(BIN)/.installed
@@ -33,6 +34,10 @@ soak: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m pytest -m benchmark -s $(PYTEST_ARGS)
+
+# The other supported django-prodserver and Django lines (see tox.ini).
+matrix: $(BIN)/.installed
+	$(BIN)/tox run-parallel --parallel 2 --parallel-no-spinner -e $(MATRIX_ENVS)
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache example/demo.sqlite3

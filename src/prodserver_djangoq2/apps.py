@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
+
 from django.apps import AppConfig
 
 from . import named_cluster
 
 # Runs while Django imports the apps, before django_q loads its configuration when this app
-# is listed first: Q_CLUSTER_NAME set in the environment must not crash Django-Q2.
+# is listed first: Q_CLUSTER_NAME set in the environment must not crash Django-Q2, and the
+# checks E009/W002 report retry and timeout in one line instead of Django-Q2's warning.
 named_cluster.tolerate_missing_alt_clusters()
+warnings.filterwarnings("ignore", message="Retry and timeout are misconfigured")
 
 
 class ProdserverDjangoQ2Config(AppConfig):

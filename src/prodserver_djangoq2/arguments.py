@@ -38,7 +38,9 @@ def to_argv(args: Any, where: str, parser: argparse.ArgumentParser) -> list[str]
         return shlex.split(args)
     if not isinstance(args, Mapping):
         raise CommandError(
-            f"{where} must be a dict of qcluster options or a string, not {type(args).__name__}."
+            f"prodserver_djangoq2.E014: {where} must be a dict or a string, not "
+            f"{type(args).__name__}. HINT: Write qcluster's options as a dict, e.g. "
+            "{'name': 'high'}, or as one command-line string."
         )
     known = option_names(parser)
     argv = []
@@ -58,12 +60,15 @@ def parse(argv: list[str], where: str, parser: argparse.ArgumentParser) -> dict[
         return vars(parser.parse_args(argv))
     except CommandError as error:
         detail = str(error).removeprefix("Error: ")
-        raise CommandError(f"{where}: {detail}") from error
+        raise CommandError(
+            f"prodserver_djangoq2.E016: {where} is rejected by qcluster: {detail}. "
+            "HINT: Give only the options that 'python manage.py qcluster --help' lists."
+        ) from error
 
 
 def _unknown_option_message(key: object, where: str, known: list[str]) -> str:
-    message = f"{where} has an unknown qcluster option {key!r}; valid options: {', '.join(known)}"
+    message = f"prodserver_djangoq2.E015: {where} has an unknown qcluster option {key!r}. HINT: "
     closest = difflib.get_close_matches(str(key), [*known, *SYNONYMS], n=1)
     if closest:
-        message += f"; did you mean '{closest[0]}'?"
-    return message
+        message += f"Did you mean '{closest[0]}'? "
+    return message + f"Valid options: {', '.join(known)}."

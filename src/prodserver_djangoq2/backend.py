@@ -43,7 +43,9 @@ class DjangoQ2Worker(ProcessBackend):
         parser = arguments.qcluster_parser()
         self.argv = arguments.to_argv(process_config.get("ARGS", {}), where, parser)
         self.options = arguments.parse(self.argv, where, parser)
-        self.cluster_name = named_cluster.requested_name(self.options["cluster_name"], where)
+        self.cluster_name = named_cluster.requested_name(
+            written_name(process_config.get("ARGS"), self.options["cluster_name"]), where
+        )
         self.stop_timeout = stop_timeout(process_config, self.process_name)
 
     def prep_server_args(self) -> list[str]:
@@ -82,6 +84,15 @@ def require_installed() -> None:
             raise CommandError(f"Add '{app}' to INSTALLED_APPS to run a Django-Q2 worker.")
 
 
+def written_name(args: Any, parsed: str | None) -> Any:
+    """Return the cluster name as written in a dict ``ARGS`` (it may not be a string)."""
+    if isinstance(args, Mapping):
+        for key in ("name", "cluster-name"):
+            if args.get(key) not in (None, False):
+                return args[key]
+    return parsed
+
+
 def find_process_name(process_config: Mapping[str, Any]) -> str:
     """Return the ``PRODUCTION_PROCESSES`` key whose entry is ``process_config``."""
     processes = getattr(settings, "PRODUCTION_PROCESSES", {})
@@ -96,8 +107,9 @@ def stop_timeout(process_config: Mapping[str, Any], process_name: str) -> float:
     value = process_config.get("STOP_TIMEOUT", DEFAULT_STOP_TIMEOUT)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise CommandError(
-            f"PRODUCTION_PROCESSES['{process_name}']['STOP_TIMEOUT'] must be a positive "
-            f"number of seconds, not {value!r}."
+            f"prodserver_djangoq2.E019: PRODUCTION_PROCESSES['{process_name}']['STOP_TIMEOUT'] "
+            f"must be a positive number of seconds, not {value!r}. HINT: Give how long a stop "
+            "may wait for tasks in progress, e.g. 30."
         )
     return float(value)
 

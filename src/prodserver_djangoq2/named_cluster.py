@@ -27,11 +27,15 @@ def requested_name(from_args: Any, where: str) -> str | None:
     if from_args is None:
         return from_environment
     if not isinstance(from_args, str) or not from_args.strip():
-        raise CommandError(f"{where} 'name' must be a non-empty string, not {from_args!r}.")
+        raise CommandError(
+            f"prodserver_djangoq2.E017: {where} 'name' must be a non-empty string, not "
+            f"{from_args!r}. HINT: Name the Django-Q2 cluster (queue) this process serves."
+        )
     if from_environment and from_environment != from_args:
         raise CommandError(
-            f"{where} names cluster '{from_args}' but the environment sets "
-            f"{ENVIRONMENT_VARIABLE}='{from_environment}'; remove one of them."
+            f"prodserver_djangoq2.E018: {where} names cluster '{from_args}' but the "
+            f"environment sets {ENVIRONMENT_VARIABLE}='{from_environment}'. "
+            "HINT: remove one of them."
         )
     return from_args
 
