@@ -1,11 +1,12 @@
 """Real broker servers for the end-to-end tests, each on a free loopback port.
 
-In CI (``CI=true``) a missing server binary fails the test; locally it skips with the
-command that installs it.
+In CI (``CI=true``) a missing server binary or Python package fails the test; locally it
+skips with the command that installs it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import shutil
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -35,7 +37,16 @@ def require_binary(name: str, install: str, search: list[Path] | None = None) ->
     )
     if found:
         return found
-    message = f"{name} is not installed; install it with: {install}"
+    unavailable(f"{name} is not installed; install it with: {install}")
+
+
+def require_module(name: str, install: str) -> None:
+    """Fail in CI, skip locally, when the Python package ``name`` is missing."""
+    if importlib.util.find_spec(name) is None:
+        unavailable(f"{name} is not installed; install it with: {install}")
+
+
+def unavailable(message: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
@@ -162,6 +173,7 @@ def postgres_server() -> Iterator[Postgres]:
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[Server]:
     """moto's AWS mock in server mode on loopback (for the SQS broker)."""
+    require_module("moto", "pip install 'moto[server]'")
     from moto.server import ThreadedMotoServer
 
     port = free_port()
