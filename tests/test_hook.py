@@ -37,12 +37,16 @@ def test_another_plugins_copy_of_the_hook_is_kept(monkeypatch: pytest.MonkeyPatc
     assert RESOLVER_MODULE.import_string is other_plugins_resolver
 
 
-@pytest.mark.skipif(PRODSERVER_MAJOR < 3, reason="django-prodserver 2 has no worker/server split")
-def test_prodserver_alias_accepts_worker_backends_on_prodserver_3() -> None:
-    from django_prodserver.backends.base import BaseProcessBackend
+def test_prodserver_command_runs_worker_backends() -> None:
     from django_prodserver.management.commands.prodserver import Command
 
-    assert Command.backend_base_class is BaseProcessBackend
+    if PRODSERVER_MAJOR >= 3:
+        # 3.x made `prodserver` an alias of `server`, which refused worker backends.
+        from django_prodserver.backends.base import BaseProcessBackend
+
+        assert Command.backend_base_class is BaseProcessBackend
+    else:
+        assert not hasattr(Command, "backend_base_class")
 
 
 def test_unknown_backend_name_is_one_line_with_a_suggestion(project: Project) -> None:
