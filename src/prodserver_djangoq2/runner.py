@@ -3,16 +3,19 @@
 ``qcluster`` returns once its sentinel has started and leaves the stop to a signal handler
 that joins the sentinel from inside the handler, during interpreter shutdown; when the stop
 signal reaches every process of the cluster at once, that join never returns. Here the
-handler only records the signal and the main thread does the stopping.
+handler only records the signal and the main thread does the stopping, within a bound.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
+import multiprocessing
 import signal
 import sys
 import time
+import uuid
 from types import FrameType
 from typing import Any
 
@@ -25,6 +28,9 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 POLL_INTERVAL = 0.1
 # Time for cluster processes to exit once asked before they are killed.
 KILL_GRACE = 5.0
+# A stop signal sent to every process may end the sentinel a moment before this process
+# handles its own copy; a sentinel death is only "on its own" if no signal follows in time.
+SIGNAL_GRACE = 1.0
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -40,23 +46,58 @@ class ClusterRunner:
         from django_q.cluster import Cluster
 
         _adopt_orphans()
-        cluster = Cluster()
-        # Cluster() installs Django-Q2's own handlers; ours replace them.
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, self._record_signal)
-        try:
-            cluster.start()
-        except RuntimeError:
-            if not self.signals_received:
-                _end_processes(psutil.Process().children(recursive=True))
-                raise CommandError(_death_message(cluster.sentinel.exitcode)) from None
-        if not run_once:
+        cluster = self._create(Cluster)
+        if self.signals_received:
+            logger.info("Stop signal received before the cluster started.")
+            return
+        started = self._start(cluster)
+        if started and not run_once:
             self._wait(cluster)
-        if not self.signals_received and not run_once:
+        if self._died_on_its_own(cluster):
             exitcode = cluster.sentinel.exitcode
             _end_processes(psutil.Process().children(recursive=True))
             raise CommandError(_death_message(exitcode))
-        self._stop(cluster)
+        self._stop(cluster, started)
+
+    def _create(self, cluster_class: Any) -> Any:
+        # Cluster() installs Django-Q2's handlers, which stop the cluster from inside the
+        # handler; the signals stay blocked until ours have replaced them.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            cluster = cluster_class()
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, self._record_signal)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        return cluster
+
+    def _start(self, cluster: Any) -> bool:
+        """Start the sentinel as ``Cluster.start()`` does; return whether it came up."""
+        from django_q.cluster import Sentinel
+
+        # Cluster.start() waits for the start event with no way out in some Django-Q2
+        # releases; this wait also ends when the sentinel dies or a stop signal arrives.
+        context = multiprocessing.get_context("fork")
+        cluster.stop_event = context.Event()
+        cluster.start_event = context.Event()
+        cluster.sentinel = context.Process(
+            target=Sentinel,
+            name=f"Process-{uuid.uuid4().hex}",
+            args=(
+                cluster.stop_event,
+                cluster.start_event,
+                cluster.cluster_id,
+                cluster.broker,
+                cluster.timeout,
+            ),
+        )
+        cluster.sentinel.start()
+        logger.info("Q Cluster %s starting.", cluster.name)
+        while not cluster.start_event.is_set():
+            if self.signals_received or not cluster.sentinel.is_alive():
+                return bool(cluster.start_event.is_set())
+            cluster.sentinel.join(POLL_INTERVAL)
+        return True
 
     def _record_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signals_received.append(signum)
@@ -65,9 +106,18 @@ class ClusterRunner:
         while not self.signals_received and cluster.sentinel.is_alive():
             cluster.sentinel.join(POLL_INTERVAL)
 
-    def _stop(self, cluster: Any) -> None:
+    def _died_on_its_own(self, cluster: Any) -> bool:
+        if self.signals_received or cluster.sentinel.is_alive():
+            return False
+        deadline = time.monotonic() + SIGNAL_GRACE
+        while not self.signals_received and time.monotonic() < deadline:
+            time.sleep(POLL_INTERVAL)
+        return not self.signals_received
+
+    def _stop(self, cluster: Any, started: bool) -> None:
         sentinel = cluster.sentinel
-        if sentinel.is_alive():
+        # A sentinel still starting has no task in progress: it is ended without waiting.
+        if started and sentinel.is_alive():
             logger.info("Stopping cluster %s: finishing tasks in progress.", cluster.name)
             cluster.stop_event.set()
             deadline = time.monotonic() + self.stop_timeout
@@ -80,6 +130,13 @@ class ClusterRunner:
                 logger.warning(
                     "Cluster %s did not stop in time; ending its processes.", cluster.name
                 )
+        if sentinel.exitcode is not None and sentinel.exitcode < 0:
+            logger.warning(
+                "Cluster %s's processes were ended by %s; tasks in progress did not finish "
+                "and only brokers that wait for an acknowledgement deliver them again.",
+                cluster.name,
+                signal.Signals(-sentinel.exitcode).name,
+            )
         _end_processes(psutil.Process().children(recursive=True))
         logger.info("Cluster %s stopped.", cluster.name)
 
@@ -101,15 +158,14 @@ def _end_processes(processes: list[psutil.Process]) -> None:
     psutil.wait_procs(alive, timeout=KILL_GRACE)
     # Children that were reparented to this subreaper are not known to multiprocessing.
     for child in psutil.Process().children():
-        if child.status() == psutil.STATUS_ZOMBIE:
-            child.wait(0)
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
+            if child.status() == psutil.STATUS_ZOMBIE:
+                child.wait(0)
 
 
 def _signal(process: psutil.Process, signum: int) -> None:
-    try:
+    with contextlib.suppress(psutil.NoSuchProcess):
         process.send_signal(signum)
-    except psutil.NoSuchProcess:
-        pass
 
 
 def _death_message(exitcode: int | None) -> str:

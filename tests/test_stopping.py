@@ -1,0 +1,229 @@
+"""End to end: the worker stops on SIGTERM/SIGINT however they are delivered, and loses no task.
+
+"Main only" is how Docker and Kubernetes deliver a stop; "every process" is how systemd's
+``KillMode=control-group``, supervisord's ``stopasgroup`` or a terminal's Ctrl+C deliver it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from django_q.humanhash import humanize
+
+from tests.harness import ORM_Q_CLUSTER, Project, Worker
+
+# Small enough that tasks handed back by a killed worker come back within seconds.
+FAST_Q_CLUSTER = {**ORM_Q_CLUSTER, "timeout": 4, "retry": 5}
+STOP_WAIT = 30
+
+
+def make_project(root: Path, q_cluster: dict[str, object], **process: object) -> Project:
+    project = Project(
+        root,
+        settings={
+            "Q_CLUSTER": q_cluster,
+            "PRODUCTION_PROCESSES": {"worker": {"BACKEND": "djangoq2", **process}},
+        },
+    )
+    project.migrate()
+    return project
+
+
+@pytest.fixture
+def fast_project(tmp_path: Path) -> Project:
+    """A migrated ORM project whose unacknowledged tasks are delivered again after 5 s."""
+    return make_project(tmp_path / "project", FAST_Q_CLUSTER)
+
+
+def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """Return the processes that still run (zombies waiting to be reaped do not)."""
+    running = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                running.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    return running
+
+
+def wait_until_processing(worker: Worker, task_id: str) -> int:
+    """Wait until a worker process runs the task; return that process's PID."""
+    name = humanize(task_id)
+    worker.wait_for_output(f"processing {name} ")
+    match = re.search(rf"(Process-\w+) processing {name} ", worker.output())
+    assert match
+    pid = re.search(rf"{match.group(1)} ready for work at (\d+)", worker.output())
+    assert pid, worker.output()
+    return int(pid.group(1))
+
+
+def stored(project: Project) -> dict[str, dict[str, object]]:
+    return {task["id"]: task for task in project.report()["tasks"]}
+
+
+def drain(project: Project, workers: list[Worker], ids: list[str]) -> dict[str, dict[str, object]]:
+    """Run a fresh worker until every task in ``ids`` has a result; stop it; return them."""
+    worker = project.start("prodserver", "worker")
+    workers.append(worker)
+    results = project.wait_for_results(ids, timeout=90, worker=worker)
+    assert worker.stop(signal.SIGTERM, timeout=STOP_WAIT) == 0
+    return results
+
+
+MODES = [
+    pytest.param(signal.SIGTERM, False, id="SIGTERM-main-only"),
+    pytest.param(signal.SIGTERM, True, id="SIGTERM-every-process"),
+    pytest.param(signal.SIGINT, False, id="SIGINT-main-only"),
+    pytest.param(signal.SIGINT, True, id="SIGINT-every-process"),
+]
+
+
+@pytest.mark.parametrize(("signum", "whole_group"), MODES)
+def test_stop_under_load_exits_zero_and_loses_no_task(
+    fast_project: Project, workers: list[Worker], signum: int, whole_group: bool
+) -> None:
+    [long_task] = fast_project.enqueue("sleep", 2)
+    backlog = fast_project.enqueue("sleep", 0.2, count=8)
+    worker = fast_project.start("prodserver", "worker")
+    workers.append(worker)
+    wait_until_processing(worker, long_task)
+    time.sleep(0.3)
+    cluster = worker.descendants()
+    assert worker.stop(signum, timeout=STOP_WAIT, whole_group=whole_group) == 0
+    assert not alive(cluster)
+    assert "Traceback" not in worker.output()
+    if signum == signal.SIGTERM and whole_group:
+        # SIGTERM ends every cluster process at once: the task in progress is handed back.
+        assert long_task not in stored(fast_project)
+        assert "were ended by SIGTERM" in worker.output()
+    else:
+        # The cluster processes ignore SIGINT; a stop through the main process finishes tasks.
+        assert stored(fast_project)[long_task]["success"]
+    results = drain(fast_project, workers, [long_task, *backlog])
+    assert all(task["success"] for task in results.values())
+    assert fast_project.report()["queued"] == 0
+
+
+def test_stop_signal_reaching_the_cluster_first_still_exits_zero(
+    fast_project: Project, workers: list[Worker]
+) -> None:
+    # A process-group kill may end the sentinel before the main process handles its copy.
+    [task] = fast_project.enqueue("sleep", 2)
+    worker = fast_project.start("prodserver", "worker")
+    workers.append(worker)
+    wait_until_processing(worker, task)
+    cluster = worker.descendants()
+    for process in cluster:
+        process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    assert worker.stop(signal.SIGTERM, timeout=STOP_WAIT) == 0
+    assert not alive(cluster)
+    assert "sentinel was killed" not in worker.output()
+    assert drain(fast_project, workers, [task])[task]["success"]
+
+
+def test_sentinel_killed_makes_the_worker_exit_non_zero(
+    project: Project, workers: list[Worker]
+) -> None:
+    worker = project.start("prodserver", "worker")
+    workers.append(worker)
+    worker.wait_for_output("running.")
+    cluster = worker.descendants()
+    [sentinel] = psutil.Process(worker.pid).children()
+    sentinel.kill()
+    assert worker.process.wait(timeout=STOP_WAIT) == 1
+    assert not alive(cluster)
+    assert "sentinel was killed by SIGKILL" in worker.output()
+    assert "Traceback" not in worker.output()
+
+
+def test_worker_killed_mid_task_is_replaced_and_the_task_delivered_again(
+    fast_project: Project, workers: list[Worker]
+) -> None:
+    [task] = fast_project.enqueue("sleep", 1.5)
+    worker = fast_project.start("prodserver", "worker")
+    workers.append(worker)
+    os.kill(wait_until_processing(worker, task), signal.SIGKILL)
+    result = fast_project.wait_for_results([task], worker=worker)[task]
+    assert result["success"] and result["result"] == 1.5
+    assert "reincarnated worker" in worker.output()
+    assert worker.output().count(f"processing {humanize(task)} ") == 2
+    # The process the process manager started is the tasks' grandparent: no wrapper between.
+    [pid_task] = fast_project.enqueue("worker_pid")
+    task_pid = fast_project.wait_for_results([pid_task], worker=worker)[pid_task]["result"]
+    assert isinstance(task_pid, int)
+    assert psutil.Process(task_pid).parents()[1].pid == worker.pid
+    assert worker.stop(signal.SIGTERM, timeout=STOP_WAIT) == 0
+
+
+def test_stop_timeout_bounds_the_stop_and_the_task_comes_back(
+    tmp_path: Path, workers: list[Worker]
+) -> None:
+    project = make_project(
+        tmp_path / "project", {**ORM_Q_CLUSTER, "timeout": 7, "retry": 8}, STOP_TIMEOUT=1
+    )
+    [task] = project.enqueue("sleep", 6)
+    worker = project.start("prodserver", "worker")
+    workers.append(worker)
+    wait_until_processing(worker, task)
+    cluster = worker.descendants()
+    assert worker.stop(signal.SIGTERM, timeout=STOP_WAIT) == 0
+    assert "did not stop in time" in worker.output()
+    assert not alive(cluster)
+    assert task not in stored(project)
+    assert drain(project, workers, [task])[task]["success"]
+
+
+def test_second_signal_stops_waiting_for_tasks(tmp_path: Path, workers: list[Worker]) -> None:
+    project = make_project(tmp_path / "project", {**ORM_Q_CLUSTER, "timeout": 20, "retry": 30})
+    [task] = project.enqueue("sleep", 15)
+    worker = project.start("prodserver", "worker")
+    workers.append(worker)
+    wait_until_processing(worker, task)
+    cluster = worker.descendants()
+    os.kill(worker.pid, signal.SIGTERM)
+    worker.wait_for_output("finishing tasks in progress")
+    assert worker.stop(signal.SIGTERM, timeout=STOP_WAIT) == 0
+    assert "did not stop in time" in worker.output()
+    assert not alive(cluster)
+    assert task not in stored(project)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield server.getsockname()[1]
+
+
+def test_stop_while_the_broker_hangs_at_start(
+    tmp_path: Path, workers: list[Worker], silent_server: int
+) -> None:
+    q_cluster = {
+        "name": "tests",
+        "workers": 1,
+        "redis": {"host": "127.0.0.1", "port": silent_server},
+    }
+    project = make_project(
+        tmp_path / "project", q_cluster, STOP_TIMEOUT=1, ARGS={"skip-checks": True}
+    )
+    worker = project.start("prodserver", "worker")
+    workers.append(worker)
+    worker.wait_for_output("starting.")
+    time.sleep(0.5)  # the sentinel is now waiting for the broker's answer to PING
+    cluster = worker.descendants()
+    assert cluster, "the sentinel runs"
+    assert worker.stop(signal.SIGTERM, timeout=STOP_WAIT) == 0
+    assert not alive(cluster)
+    assert "Traceback" not in worker.output()
