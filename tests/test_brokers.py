@@ -40,7 +40,7 @@ def broker_sizes(project: Project) -> list[int | None]:
         "import json; from django_q.brokers import get_broker; b = get_broker(); "
         "print(json.dumps([b.queue_size(), b.lock_size()]))"
     )
-    result = project.manage("shell", "--no-imports", "-c", code)
+    result = project.manage("shell", "-c", code)
     assert result.returncode == 0, result.stderr
     sizes: list[int | None] = json.loads(result.stdout.splitlines()[-1])
     return sizes
