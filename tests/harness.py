@@ -38,6 +38,8 @@ ORM_Q_CLUSTER = {
     "retry": 60,
     "poll": 0.1,
     "guard_cycle": 0.2,
+    # Keep every result: the default keeps the last 250, and the tests count them all.
+    "save_limit": 0,
 }
 
 
