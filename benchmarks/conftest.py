@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.harness import Project, Worker
+from tests.conftest import workers  # noqa: F401
+from tests.harness import Project
 from tests.services import redis_db, redis_server  # noqa: F401
 
 # SQLite commits wait for the disk, and on a shared machine the disk's speed depends on what
@@ -40,13 +41,3 @@ def make_project(project_root: Path) -> Callable[..., Project]:
         return project
 
     return create
-
-
-@pytest.fixture
-def workers() -> Iterator[list[Worker]]:
-    """Background processes that are killed at the end of the benchmark if still running."""
-    started: list[Worker] = []
-    yield started
-    for worker in started:
-        if worker.process.poll() is None:
-            worker.kill()

@@ -104,14 +104,15 @@ def find_process_name(process_config: Mapping[str, Any]) -> str:
 
 def stop_timeout(process_config: Mapping[str, Any], process_name: str) -> float:
     """Return the process's ``STOP_TIMEOUT`` in seconds."""
-    value = process_config.get("STOP_TIMEOUT", DEFAULT_STOP_TIMEOUT)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise CommandError(
-            f"prodserver_djangoq2.E019: PRODUCTION_PROCESSES['{process_name}']['STOP_TIMEOUT'] "
-            f"must be a positive number of seconds, not {value!r}. HINT: Give how long a stop "
-            "may wait for tasks in progress, e.g. 30."
-        )
-    return float(value)
+    from .checks import positive_seconds
+
+    return positive_seconds(
+        process_config,
+        process_name,
+        ("STOP_TIMEOUT", DEFAULT_STOP_TIMEOUT),
+        "prodserver_djangoq2.E019",
+        "how long a stop may wait for tasks in progress, e.g. 30",
+    )
 
 
 def switch_settings(module: str) -> None:

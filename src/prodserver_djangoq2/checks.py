@@ -115,12 +115,29 @@ def uses_this_backend(backend: object) -> bool:
 
 def ping_timeout(process_config: Mapping[str, Any], process_name: str) -> float:
     """Return the process's ``PING_TIMEOUT`` in seconds."""
-    value = process_config.get("PING_TIMEOUT", DEFAULT_PING_TIMEOUT)
+    return positive_seconds(
+        process_config,
+        process_name,
+        ("PING_TIMEOUT", DEFAULT_PING_TIMEOUT),
+        "prodserver_djangoq2.E020",
+        "how many seconds the broker may take to answer when the worker starts, e.g. 5",
+    )
+
+
+def positive_seconds(
+    process_config: Mapping[str, Any],
+    process_name: str,
+    key_and_default: tuple[str, float],
+    check_id: str,
+    meaning: str,
+) -> float:
+    """Return a process key that holds a positive number of seconds, or refuse it."""
+    key, default = key_and_default
+    value = process_config.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise CommandError(
-            f"prodserver_djangoq2.E020: PRODUCTION_PROCESSES['{process_name}']['PING_TIMEOUT'] "
-            f"must be a positive number, not {value!r}. HINT: Give how many seconds the "
-            "broker may take to answer when the worker starts, e.g. 5."
+            f"{check_id}: PRODUCTION_PROCESSES['{process_name}']['{key}'] must be a positive "
+            f"number of seconds, not {value!r}. HINT: Give {meaning}."
         )
     return float(value)
 
