@@ -22,6 +22,11 @@ def test_app_attaches_the_resolver() -> None:
     assert RESOLVER_MODULE.import_string is resolve_backend
 
 
+@pytest.mark.parametrize("unknown", ["9.0.0", "1.2", "main", ""])
+def test_versions_the_hook_does_not_know_have_no_resolver(unknown: str) -> None:
+    assert hook.resolver_module(unknown) is None
+
+
 def test_attaching_twice_does_not_stack() -> None:
     assert hook.attach() and hook.attach()
     assert RESOLVER_MODULE.import_string is resolve_backend

@@ -10,6 +10,9 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +21,7 @@ import psutil
 import pytest
 from django_q.humanhash import humanize
 
-from tests.harness import ORM_Q_CLUSTER, Project, Worker
+from tests.harness import ORM_Q_CLUSTER, REPO, Project, Worker
 
 # Small enough that tasks handed back by a killed worker come back within seconds.
 FAST_Q_CLUSTER = {**ORM_Q_CLUSTER, "timeout": 4, "retry": 5}
@@ -227,3 +230,76 @@ def test_stop_while_the_broker_hangs_at_start(
     assert worker.stop(signal.SIGTERM, timeout=STOP_WAIT) == 0
     assert not alive(cluster)
     assert "Traceback" not in worker.output()
+
+
+def test_broker_refusing_at_start_makes_the_worker_exit_non_zero(
+    tmp_path: Path, workers: list[Worker]
+) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    q_cluster = {"name": "tests", "workers": 1, "redis": {"host": "127.0.0.1", "port": port}}
+    project = make_project(tmp_path / "project", q_cluster, ARGS={"skip-checks": True})
+    worker = project.start("prodserver", "worker")
+    workers.append(worker)
+    assert worker.process.wait(timeout=STOP_WAIT) == 1
+    assert "sentinel exited with status 1" in worker.output()
+    assert not worker.descendants()
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a new interpreter with the in-process test settings."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_signal_while_the_cluster_is_created_stops_before_it_starts() -> None:
+    # Cluster() installs Django-Q2's handlers, which would stop a cluster that has no sentinel
+    # yet; the runner keeps the signals blocked until its own handlers replace them.
+    result = run_python(
+        """
+        import os, signal, django
+        django.setup()
+        from django_q import cluster
+        from prodserver_djangoq2.runner import ClusterRunner
+
+        class SignalledWhileCreated(cluster.Cluster):
+            def __init__(self):
+                super().__init__()
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        cluster.Cluster = SignalledWhileCreated
+        ClusterRunner(5).run()
+        print("returned")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "returned\n"
+    assert "Stop signal received before the cluster started." in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_leftover_process_ignoring_sigterm_is_killed() -> None:
+    result = run_python(
+        """
+        import subprocess, sys
+        import psutil
+        from prodserver_djangoq2.runner import _end_descendants
+
+        stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); " \\
+            "print(flush=True); time.sleep(60)"
+        child = subprocess.Popen([sys.executable, "-c", stubborn], stdout=subprocess.PIPE)
+        child.stdout.readline()
+        _end_descendants()
+        print(psutil.pid_exists(child.pid), psutil.Process().children())
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "False []\n"

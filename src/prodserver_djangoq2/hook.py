@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import version
 from types import ModuleType
 
 from .discovery import resolve_backend
@@ -23,10 +23,11 @@ class UnsupportedProdserverWarning(RuntimeWarning):
 
 def attach() -> bool:
     """Let django-prodserver's commands resolve bare backend names; return whether it took."""
-    module = _resolver_module()
+    prodserver_version = version("django-prodserver")
+    module = resolver_module(prodserver_version)
     if module is None:
         warnings.warn(
-            f"prodserver_djangoq2: django-prodserver {_prodserver_version()} is not supported "
+            f"prodserver_djangoq2: django-prodserver {prodserver_version} is not supported "
             f"by the backend-name hook; write 'BACKEND': '{DOTTED_PATH}' instead of 'djangoq2'.",
             UnsupportedProdserverWarning,
             stacklevel=2,
@@ -35,25 +36,20 @@ def attach() -> bool:
     namespace = vars(module)
     if not getattr(namespace["import_string"], "resolves_backend_names", False):
         namespace["import_string"] = resolve_backend
-    _let_prodserver_alias_run_workers()
+    if module.__name__ == RESOLVER_MODULES[3]:
+        _let_prodserver_alias_run_workers()
     return True
 
 
-def _prodserver_version() -> str:
-    try:
-        return version("django-prodserver")
-    except PackageNotFoundError:
-        return "(not installed)"
-
-
-def _resolver_module() -> ModuleType | None:
-    major = _prodserver_version().split(".")[0]
+def resolver_module(prodserver_version: str) -> ModuleType | None:
+    """Return the module whose ``import_string`` resolves BACKEND in that version, if known."""
+    major = prodserver_version.split(".")[0]
     path = RESOLVER_MODULES.get(int(major)) if major.isdigit() else None
     if path is None:
         return None
     try:
         module = importlib.import_module(path)
-    except ImportError:
+    except ImportError:  # a release of a known major that moved its commands
         return None
     return module if "import_string" in vars(module) else None
 
@@ -61,9 +57,7 @@ def _resolver_module() -> ModuleType | None:
 def _let_prodserver_alias_run_workers() -> None:
     # django-prodserver 3 made `prodserver` an alias of `server`, which refuses worker
     # backends; `manage.py prodserver worker` is the documented command and keeps working.
-    try:
-        from django_prodserver.backends.base import BaseProcessBackend
-        from django_prodserver.management.commands.prodserver import Command
-    except ImportError:
-        return
+    from django_prodserver.backends.base import BaseProcessBackend
+    from django_prodserver.management.commands.prodserver import Command
+
     Command.backend_base_class = BaseProcessBackend  # type: ignore[assignment]

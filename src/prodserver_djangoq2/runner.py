@@ -55,7 +55,7 @@ class ClusterRunner:
             self._wait(cluster)
         if self._died_on_its_own(cluster):
             exitcode = cluster.sentinel.exitcode
-            _end_processes(psutil.Process().children(recursive=True))
+            _end_descendants()
             raise CommandError(_death_message(exitcode))
         self._stop(cluster, started)
 
@@ -137,7 +137,7 @@ class ClusterRunner:
                 cluster.name,
                 signal.Signals(-sentinel.exitcode).name,
             )
-        _end_processes(psutil.Process().children(recursive=True))
+        _end_descendants()
         logger.info("Cluster %s stopped.", cluster.name)
 
 
@@ -148,19 +148,25 @@ def _adopt_orphans() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def _end_processes(processes: list[psutil.Process]) -> None:
-    """Terminate, then kill, the given processes, and reap them."""
-    for process in processes:
-        _signal(process, signal.SIGTERM)
-    _, alive = psutil.wait_procs(processes, timeout=KILL_GRACE)
-    for process in alive:
-        _signal(process, signal.SIGKILL)
-    psutil.wait_procs(alive, timeout=KILL_GRACE)
-    # Children that were reparented to this subreaper are not known to multiprocessing.
-    for child in psutil.Process().children():
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
-            if child.status() == psutil.STATUS_ZOMBIE:
-                child.wait(0)
+def _end_descendants() -> None:
+    """Terminate, then kill, every descendant of this process, and reap them."""
+    started = time.monotonic()
+    terminated: set[psutil.Process] = set()
+    # Listed again on each round: a dying process may have started another, or left orphans
+    # that this subreaper inherits.
+    while processes := psutil.Process().children(recursive=True):
+        waited = time.monotonic() - started
+        if waited > 2 * KILL_GRACE:  # e.g. stuck in uninterruptible I/O: do not hang on it
+            pids = ", ".join(str(process.pid) for process in processes)
+            logger.warning("Processes %s did not end when killed; leaving them.", pids)
+            return
+        for process in processes:
+            if waited >= KILL_GRACE:
+                _signal(process, signal.SIGKILL)
+            elif process not in terminated:
+                _signal(process, signal.SIGTERM)
+                terminated.add(process)
+        psutil.wait_procs(processes, timeout=POLL_INTERVAL)
 
 
 def _signal(process: psutil.Process, signum: int) -> None:
