@@ -9,6 +9,7 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-not-secret")
 DEBUG = False
 ALLOWED_HOSTS = ["localhost"]
 USE_TZ = True
+TIME_ZONE = "UTC"
 
 INSTALLED_APPS = [
     "django.contrib.contenttypes",

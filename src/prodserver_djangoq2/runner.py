@@ -14,8 +14,10 @@ import logging
 import multiprocessing
 import signal
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -93,9 +95,10 @@ class ClusterRunner:
         )
         cluster.sentinel.start()
         logger.info("Q Cluster %s starting.", cluster.name)
-        while not cluster.start_event.is_set():
+        started = _in_background(cluster.start_event.wait)
+        while not started.is_set():
             if self.signals_received or not cluster.sentinel.is_alive():
-                return bool(cluster.start_event.is_set())
+                return started.is_set()
             cluster.sentinel.join(POLL_INTERVAL)
         return True
 
@@ -119,7 +122,7 @@ class ClusterRunner:
         # A sentinel still starting has no task in progress: it is ended without waiting.
         if started and sentinel.is_alive():
             logger.info("Stopping cluster %s: finishing tasks in progress.", cluster.name)
-            cluster.stop_event.set()
+            _in_background(cluster.stop_event.set)
             deadline = time.monotonic() + self.stop_timeout
             # A second stop signal means: do not wait any longer.
             while sentinel.is_alive() and time.monotonic() < deadline:
@@ -139,6 +142,21 @@ class ClusterRunner:
             )
         _end_descendants()
         logger.info("Cluster %s stopped.", cluster.name)
+
+
+def _in_background(call: Callable[[], object]) -> threading.Event:
+    """Run ``call`` in a daemon thread; return an event that is set once it has returned."""
+    # A multiprocessing Event's wait() and set() take locks that the sentinel takes too, and
+    # set() waits until every process sleeping in wait() has woken up: if the sentinel dies at
+    # the wrong moment, they never return. Only this helper thread may then block forever.
+    done = threading.Event()
+
+    def run() -> None:
+        call()
+        done.set()
+
+    threading.Thread(target=run, name="prodserver-djangoq2-event", daemon=True).start()
+    return done
 
 
 def _adopt_orphans() -> None:
