@@ -43,6 +43,12 @@ ORM_Q_CLUSTER = {
 }
 
 
+def q_cluster_for(**broker: Any) -> dict[str, Any]:
+    """Return the tests' ``Q_CLUSTER`` with the broker given by ``broker``'s keys."""
+    settings = {key: value for key, value in ORM_Q_CLUSTER.items() if key != "orm"}
+    return {**settings, **broker}
+
+
 def sqlite_databases(root: Path) -> dict[str, Any]:
     return {
         "default": {

@@ -15,7 +15,7 @@ from typing import Any
 
 from tests import project_base
 from tests.brokers import executions, mongomock_shim
-from tests.harness import WORKER_COMMAND, Project, Worker
+from tests.harness import WORKER_COMMAND, Project, Worker, q_cluster_for
 from tests.services import Postgres, Server, require_module
 
 TASKS = 5
@@ -23,15 +23,7 @@ TASKS = 5
 
 def q_cluster(**broker: Any) -> dict[str, Any]:
     """Return a small ``Q_CLUSTER`` for the broker given by ``broker``'s keys."""
-    return {
-        "name": "tests",
-        "workers": 2,
-        "timeout": 30,
-        "retry": 60,
-        "poll": 0.1,
-        "guard_cycle": 0.2,
-        **broker,
-    }
+    return q_cluster_for(**broker)
 
 
 def broker_sizes(project: Project) -> list[int | None]:

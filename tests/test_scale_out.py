@@ -19,7 +19,7 @@ import pytest
 
 from tests import project_base
 from tests.brokers import executions
-from tests.harness import WORKER_COMMAND, Project, Worker
+from tests.harness import WORKER_COMMAND, Project, Worker, q_cluster_for
 from tests.services import Postgres, Server
 
 HOSTS = 3
@@ -27,18 +27,8 @@ TASKS = 2000
 
 
 def q_cluster(**broker: Any) -> dict[str, Any]:
-    # retry far beyond the test's length: a slow task must never be handed out again;
-    # save_limit 0 keeps every success (Django-Q2 keeps only the last 250 by default).
-    return {
-        "name": "tests",
-        "workers": 2,
-        "timeout": 300,
-        "retry": 600,
-        "save_limit": 0,
-        "poll": 0.1,
-        "guard_cycle": 0.5,
-        **broker,
-    }
+    # retry far beyond the test's length: a slow task must never be handed out again.
+    return q_cluster_for(timeout=300, retry=600, guard_cycle=0.5, **broker)
 
 
 def stored_tasks(database: dict[str, Any]) -> int:
