@@ -660,7 +660,11 @@ def test_every_emitted_id_is_documented() -> None:
 
 
 def test_every_documented_id_is_produced_by_a_bad_configuration() -> None:
-    from tests.test_bad_configurations import CASES
+    from tests.test_bad_configurations import CASES, DJANGO_Q2_VERSION
 
     produced = {check_id for case in CASES for check_id in case.expected}
+    if DJANGO_Q2_VERSION < (1, 11):
+        # Django-Q2 1.10 itself stops Django's start on an empty SECRET_KEY (see the cases);
+        # E012 is then only reachable in-process, where test_secret_key_missing covers it.
+        produced.add("prodserver_djangoq2.E012")
     assert set(documented_ids()) <= produced

@@ -95,7 +95,7 @@ def test_random_stops_never_hang_and_lose_no_task(
         worker = project.start("prodserver", "worker")
         workers.append(worker)
         # Most stops land while tasks run; a quarter while the cluster starts (the worker
-        # handles stop signals from "starting." on).
+        # handles stop signals from before "starting." on).
         worker.wait_for_output("starting." if rng.random() < 0.25 else "running.")
         delay = rng.uniform(0, MAX_DELAY)
         time.sleep(delay)

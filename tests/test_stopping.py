@@ -78,6 +78,7 @@ def drain(project: Project, workers: list[Worker], ids: list[str]) -> dict[str, 
     worker = project.start("prodserver", "worker")
     workers.append(worker)
     results = project.wait_for_results(ids, timeout=90, worker=worker)
+    worker.wait_for_output("running.")  # the results may predate this worker
     assert worker.stop(signal.SIGTERM, timeout=STOP_WAIT) == 0
     return results
 
@@ -230,6 +231,29 @@ def test_stop_while_the_broker_hangs_at_start(
     assert worker.stop(signal.SIGTERM, timeout=STOP_WAIT) == 0
     assert not alive(cluster)
     assert "Traceback" not in worker.output()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_during_the_broker_ping_abandons_the_start(
+    tmp_path: Path, workers: list[Worker], signum: int
+) -> None:
+    q_cluster = {"name": "tests", "workers": 1, "redis": {"host": "127.0.0.1"}}
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        server.settimeout(60)
+        q_cluster["redis"]["port"] = server.getsockname()[1]  # type: ignore[index]
+        project = make_project(tmp_path / "project", q_cluster, PING_TIMEOUT=60)
+        worker = project.start("prodserver", "worker")
+        workers.append(worker)
+        connection, _ = server.accept()  # the start's broker ping, which is never answered
+        with connection:
+            started = time.monotonic()
+            assert worker.stop(signum, timeout=STOP_WAIT) == 0
+    assert time.monotonic() - started < 5, "the stop did not wait for the ping's 60 s"
+    assert "Stop signal received before the cluster started." in worker.output()
+    assert "Traceback" not in worker.output()
+    assert "starting." not in worker.output()
 
 
 def test_broker_refusing_at_start_makes_the_worker_exit_non_zero(

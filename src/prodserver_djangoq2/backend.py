@@ -63,6 +63,10 @@ class DjangoQ2Worker(ProcessBackend):
             raise
 
     def _start(self) -> None:
+        runner = ClusterRunner(self.stop_timeout)
+        runner.run(prepare=self._prepare, run_once=self.options["run_once"])
+
+    def _prepare(self) -> None:
         if self.options["pythonpath"]:
             sys.path.insert(0, self.options["pythonpath"])
         if self.options["settings"]:
@@ -70,7 +74,6 @@ class DjangoQ2Worker(ProcessBackend):
         named_cluster.select(self.cluster_name)
         if not self.options["skip_checks"]:
             preflight.run(self.process_name, self.config)
-        ClusterRunner(self.stop_timeout).run(run_once=self.options["run_once"])
 
 
 def require_installed() -> None:

@@ -36,19 +36,36 @@ SIGNAL_GRACE = 1.0
 PR_SET_CHILD_SUBREAPER = 36
 
 
+class StopBeforeStart(BaseException):
+    """A stop signal arrived while the worker prepared its start: nothing is left to stop.
+
+    Not an ``Exception``, so that no ``except Exception`` on the way swallows it.
+    """
+
+
 class ClusterRunner:
     """Start a cluster, wait for a stop signal or the sentinel's death, then stop it."""
 
     def __init__(self, stop_timeout: float) -> None:
         self.stop_timeout = stop_timeout
         self.signals_received: list[int] = []
+        self.cluster_created = False
 
-    def run(self, run_once: bool = False) -> None:
-        """Run until stopped; raise ``CommandError`` if the cluster dies on its own."""
-        from django_q.cluster import Cluster
+    def run(self, prepare: Callable[[], object] = lambda: None, run_once: bool = False) -> None:
+        """Call ``prepare``, then run until stopped; raise ``CommandError`` if the cluster dies.
 
-        _adopt_orphans()
-        cluster = self._create(Cluster)
+        A stop signal during ``prepare`` (e.g. a broker ping) abandons the start at once.
+        """
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._on_signal)
+        try:
+            prepare()
+            from django_q.cluster import Cluster  # after prepare: it may select the cluster
+
+            _adopt_orphans()
+            cluster = self._create(Cluster)
+        except StopBeforeStart:
+            pass
         if self.signals_received:
             logger.info("Stop signal received before the cluster started.")
             return
@@ -68,7 +85,8 @@ class ClusterRunner:
         try:
             cluster = cluster_class()
             for signum in STOP_SIGNALS:
-                signal.signal(signum, self._record_signal)
+                signal.signal(signum, self._on_signal)
+            self.cluster_created = True
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return cluster
@@ -102,8 +120,11 @@ class ClusterRunner:
             cluster.sentinel.join(POLL_INTERVAL)
         return True
 
-    def _record_signal(self, signum: int, frame: FrameType | None) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signals_received.append(signum)
+        # Once the cluster exists, the main loop stops it; before, there is nothing to stop.
+        if not self.cluster_created:
+            raise StopBeforeStart
 
     def _wait(self, cluster: Any) -> None:
         while not self.signals_received and cluster.sentinel.is_alive():
