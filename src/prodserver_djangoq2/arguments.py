@@ -66,6 +66,15 @@ def parse(argv: list[str], where: str, parser: argparse.ArgumentParser) -> dict[
         ) from error
 
 
+def written_name(args: Any, parsed: str | None) -> Any:
+    """Return the cluster name as written in a dict ``ARGS`` (it may not be a string)."""
+    if isinstance(args, Mapping):
+        for key in ("name", "cluster-name"):
+            if args.get(key) not in (None, False):
+                return args[key]
+    return parsed
+
+
 def _unknown_option_message(key: object, where: str, known: list[str]) -> str:
     message = f"prodserver_djangoq2.E015: {where} has an unknown qcluster option {key!r}. HINT: "
     closest = difflib.get_close_matches(str(key), [*known, *SYNONYMS], n=1)

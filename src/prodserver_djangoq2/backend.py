@@ -12,7 +12,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.management import CommandError
 
-from . import arguments, named_cluster, preflight
+from . import arguments, checks, named_cluster, preflight
 from .runner import ClusterRunner
 
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ else:
     # django-prodserver 3 tells worker backends apart; 2 has one base class for every process.
     ProcessBackend = getattr(base, "BaseWorkerBackend", base.BaseServerBackend)
 
-DEFAULT_STOP_TIMEOUT = 30.0
 # Set on the command line the worker re-executes itself with, to switch settings only once.
 REEXEC_MARKER = "PRODSERVER_DJANGOQ2_SETTINGS_SWITCHED"
 
@@ -44,9 +43,9 @@ class DjangoQ2Worker(ProcessBackend):
         self.argv = arguments.to_argv(process_config.get("ARGS", {}), where, parser)
         self.options = arguments.parse(self.argv, where, parser)
         self.cluster_name = named_cluster.requested_name(
-            written_name(process_config.get("ARGS"), self.options["cluster_name"]), where
+            arguments.written_name(process_config.get("ARGS"), self.options["cluster_name"]), where
         )
-        self.stop_timeout = stop_timeout(process_config, self.process_name)
+        self.stop_timeout = checks.stop_timeout(process_config, self.process_name)
 
     def prep_server_args(self) -> list[str]:
         """Return the ``qcluster`` command line that ``ARGS`` describes."""
@@ -87,15 +86,6 @@ def require_installed() -> None:
             raise CommandError(f"Add '{app}' to INSTALLED_APPS to run a Django-Q2 worker.")
 
 
-def written_name(args: Any, parsed: str | None) -> Any:
-    """Return the cluster name as written in a dict ``ARGS`` (it may not be a string)."""
-    if isinstance(args, Mapping):
-        for key in ("name", "cluster-name"):
-            if args.get(key) not in (None, False):
-                return args[key]
-    return parsed
-
-
 def find_process_name(process_config: Mapping[str, Any]) -> str:
     """Return the ``PRODUCTION_PROCESSES`` key whose entry is ``process_config``."""
     processes = getattr(settings, "PRODUCTION_PROCESSES", {})
@@ -103,19 +93,6 @@ def find_process_name(process_config: Mapping[str, Any]) -> str:
         if config == process_config:
             return str(name)
     return "?"
-
-
-def stop_timeout(process_config: Mapping[str, Any], process_name: str) -> float:
-    """Return the process's ``STOP_TIMEOUT`` in seconds."""
-    from .checks import positive_seconds
-
-    return positive_seconds(
-        process_config,
-        process_name,
-        ("STOP_TIMEOUT", DEFAULT_STOP_TIMEOUT),
-        "prodserver_djangoq2.E019",
-        "how long a stop may wait for tasks in progress, e.g. 30",
-    )
 
 
 def switch_settings(module: str) -> None:

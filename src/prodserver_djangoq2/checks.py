@@ -55,6 +55,7 @@ BACKEND_NAMES = (
     "prodserver_djangoq2.backend.DjangoQ2Worker",
 )
 DEFAULT_PING_TIMEOUT = 5.0
+DEFAULT_STOP_TIMEOUT = 30.0
 ENVIRONMENT_CONFLICT = "prodserver_djangoq2.E018"
 
 
@@ -111,6 +112,17 @@ def uses_this_backend(backend: object) -> bool:
         # A backend that cannot be imported is django-prodserver's to report, not ours.
         return False
     return isinstance(resolved, type) and issubclass(resolved, DjangoQ2Worker)
+
+
+def stop_timeout(process_config: Mapping[str, Any], process_name: str) -> float:
+    """Return the process's ``STOP_TIMEOUT`` in seconds."""
+    return positive_seconds(
+        process_config,
+        process_name,
+        ("STOP_TIMEOUT", DEFAULT_STOP_TIMEOUT),
+        "prodserver_djangoq2.E019",
+        "how long a stop may wait for tasks in progress, e.g. 30",
+    )
 
 
 def ping_timeout(process_config: Mapping[str, Any], process_name: str) -> float:
@@ -400,15 +412,13 @@ def _check_processes() -> list[CheckMessage]:
 
 def check_process(name: str, config: Mapping[str, Any]) -> list[CheckMessage]:
     """Check one ``PRODUCTION_PROCESSES`` entry that runs a Django-Q2 worker."""
-    from .backend import stop_timeout, written_name
-
     messages: list[CheckMessage] = []
     where = f"PRODUCTION_PROCESSES['{name}']['ARGS']"
     try:
         parser = arguments.qcluster_parser()
         argv = arguments.to_argv(config.get("ARGS", {}), where, parser)
         options = arguments.parse(argv, where, parser)
-        cluster = written_name(config.get("ARGS"), options["cluster_name"])
+        cluster = arguments.written_name(config.get("ARGS"), options["cluster_name"])
         named_cluster.requested_name(cluster, where)
     except CommandError as error:
         # Q_CLUSTER_NAME belongs to the environment of the worker being started (and the
