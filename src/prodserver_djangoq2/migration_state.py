@@ -1,0 +1,93 @@
+"""Which of Django-Q2's migrations a database lacks, read without the project's migration graph.
+
+Django's ``MigrationExecutor`` imports the migrations of every installed app and builds their
+whole graph: on a project with a thousand migrations that costs more than the rest of the
+worker's start. Django-Q2's tables are made by Django-Q2's migrations alone, and Django
+records a migration as applied only after the migrations it depends on (it refuses an
+inconsistent history), so Django-Q2's files and the rows recorded for them give the same
+answer. Replacements (squashed migrations) are resolved the way Django's loader does.
+"""
+
+from __future__ import annotations
+
+import pkgutil
+from importlib import import_module
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations import Migration
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.recorder import MigrationRecorder
+
+# django_q's AppConfig keeps the default label, its package name.
+APP_LABEL = "django_q"
+
+Key = tuple[str, str]
+
+
+def missing_django_q_migrations(connection: BaseDatabaseWrapper) -> list[str]:
+    """Return the names of Django-Q2's migrations not recorded as applied on ``connection``.
+
+    Raises ``DatabaseError`` if the database cannot be read; a database without Django's
+    ``django_migrations`` table lacks every migration.
+    """
+    on_disk = _disk_migrations(APP_LABEL)
+    replacing = {app for migration in on_disk.values() for app, _ in migration.replaces}
+    recorded = _recorded(connection, {APP_LABEL} | replacing)
+    nodes = set(on_disk)
+    applied = {name for app, name in recorded if app == APP_LABEL}
+    for name, migration in on_disk.items():
+        if not migration.replaces:
+            continue
+        targets = [(str(app), str(target)) for app, target in migration.replaces]
+        statuses = [key in recorded for key in targets]
+        # As Django's loader: a replacement is applied only when everything it replaces is,
+        # whatever is recorded under its own name.
+        if all(statuses):
+            applied.add(name)
+        else:
+            applied.discard(name)
+        own = {target for app, target in targets if app == APP_LABEL}
+        if all(statuses) or not any(statuses):
+            nodes -= own
+        else:
+            # Partly applied: the replaced migrations are the ones that still have to run.
+            nodes.discard(name)
+            nodes |= own
+    return sorted(nodes - applied)
+
+
+def _disk_migrations(app_label: str) -> dict[str, Migration]:
+    """Return ``app_label``'s migrations by name, found as Django's loader finds them."""
+    module_name, _ = MigrationLoader.migrations_module(app_label)
+    if module_name is None:  # MIGRATION_MODULES disables the app's migrations
+        return {}
+    # Django-Q2 ships its migrations package, so only a MIGRATION_MODULES entry can name a
+    # module that does not exist: Django's loader raises then, and so does this.
+    module = import_module(module_name)
+    # A migrations.py module or an empty directory (a namespace package): no migrations.
+    path = getattr(module, "__path__", None)
+    if path is None or (getattr(module, "__file__", None) is None and not isinstance(path, list)):
+        return {}
+    names = [
+        name
+        for _, name, is_package in pkgutil.iter_modules(path)
+        if not is_package and name[0] not in "_~"
+    ]
+    return {
+        name: import_module(f"{module_name}.{name}").Migration(name, app_label) for name in names
+    }
+
+
+def _recorded(connection: BaseDatabaseWrapper, app_labels: set[str]) -> set[Key]:
+    """Return the (app, name) rows of ``app_labels`` in the ``django_migrations`` table."""
+    table = MigrationRecorder.Migration._meta.db_table
+    with connection.cursor() as cursor:
+        if table not in connection.introspection.table_names(cursor):
+            return set()
+        placeholders = ", ".join(["%s"] * len(app_labels))
+        cursor.execute(
+            f"SELECT app, name FROM {connection.ops.quote_name(table)} "
+            f"WHERE app IN ({placeholders})",
+            sorted(app_labels),
+        )
+        return {(str(app), str(name)) for app, name in cursor.fetchall()}
