@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import signal
 
-from prodserver_djangoq2.backend import find_process_name, without_settings_option
+from prodserver_djangoq2.backend import without_settings_option
+from prodserver_djangoq2.process import find_process_name
 from tests.harness import Project, Worker
 
 SWITCHED_SETTINGS = """\
@@ -36,7 +37,7 @@ def test_settings_option_switches_only_once(project: Project) -> None:
     )
     run_once(project, settings="other_settings")
     result = project.manage("prodserver", "worker")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "already switched settings once" in result.stderr.strip().splitlines()[-1]
 

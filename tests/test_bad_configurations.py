@@ -23,9 +23,10 @@ from tests.services import Server, free_port
 PASSWORD = "s3cr3t-pw"
 # A live Redis server's URL, filled in for the cases that need the broker to answer.
 LIVE_REDIS = "<live redis>"
-MAX_LINES = 8
+MAX_LINES = 10
 ORM = dict(ORM_Q_CLUSTER)
 WORKER = {"BACKEND": "djangoq2"}
+RUN_ONCE = {**WORKER, "ARGS": {"run-once": None}}
 QUIET_LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -61,7 +62,7 @@ class Case:
     name: str
     expected: tuple[str, ...]
     settings: dict[str, Any] = field(default_factory=dict)
-    status: int = 1
+    status: int = 2  # a configuration error
     absent: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     extra_settings_code: str = ""
@@ -113,6 +114,11 @@ CASES = [
         contains="['ALT_CLUSTERS']['long']",
     ),
     Case("workers_string", ids("E010"), {"Q_CLUSTER": {**ORM, "workers": "4"}}),
+    # Django-Q2 crashes on these two while Django loads it, before any check can run.
+    Case("workers_word", ids("E010"), {"Q_CLUSTER": {**ORM, "workers": "four"}}),
+    Case("timeout_word", ids("E010"), {"Q_CLUSTER": {**ORM, "timeout": "ten"}}),
+    Case("log_level_unknown", ids("E024"), {"Q_CLUSTER": {**ORM, "log_level": "LOUD"}}),
+    Case("error_reporter_string", ids("E025"), {"Q_CLUSTER": {**ORM, "error_reporter": "sentry"}}),
     Case("recycle_zero", ids("E010"), {"Q_CLUSTER": {**ORM, "recycle": 0}}),
     Case("timeout_negative", ids("E010"), {"Q_CLUSTER": {**ORM, "timeout": -5}}),
     Case("queue_limit_float", ids("E010"), {"Q_CLUSTER": {**ORM, "queue_limit": 2.5}}),
@@ -129,9 +135,14 @@ CASES = [
         else []
     ),
     Case(
-        "other_process_without_backend",
+        "other_process_without_backend_warns",
         ids("E013"),
-        {"PRODUCTION_PROCESSES": {"worker": WORKER, "broken": {"ARGS": {}}}},
+        {
+            "PRODUCTION_PROCESSES": {"worker": RUN_ONCE, "broken": {"ARGS": {}}},
+            "LOGGING": QUIET_LOGGING,
+        },
+        status=0,
+        migrate=True,
     ),
     Case("args_list", ids("E014"), {"PRODUCTION_PROCESSES": worker(ARGS=["--run-once"])}),
     Case(
@@ -155,7 +166,7 @@ CASES = [
         ids("E021"),
         {"PRODUCTION_PROCESSES": worker(SILENCED_CHECKS="prodserver_djangoq2.W001")},
     ),
-    Case("migrations_not_applied", ids("E022"), contains="run python manage.py migrate"),
+    Case("migrations_not_applied", ids("E022"), contains="run python manage.py migrate", status=4),
     Case(
         "database_down",
         ids("E022"),
@@ -164,6 +175,7 @@ CASES = [
             "DATABASES": {"default": postgres_down()},
         },
         contains="cannot read Django-Q2's tables in database 'default'",
+        status=4,
     ),
     Case(
         "redis_url_down",
@@ -173,6 +185,7 @@ CASES = [
             "PRODUCTION_PROCESSES": worker(PING_TIMEOUT=1),
         },
         contains="redis broker at redis://127.0.0.1:",
+        status=3,
     ),
     Case(
         "redis_dict_down",
@@ -183,12 +196,14 @@ CASES = [
             ),
             "PRODUCTION_PROCESSES": worker(PING_TIMEOUT=2),
         },
+        status=3,
     ),
     Case(
         "orm_database_down",
         ids("E023"),
         {"DATABASES": {"default": postgres_down()}, "PRODUCTION_PROCESSES": worker(PING_TIMEOUT=2)},
         contains="orm broker (database 'default', postgresql at 127.0.0.1:",
+        status=3,
     ),
     Case(
         "no_broker_warns",
@@ -213,6 +228,16 @@ CASES = [
             },
             "CACHES": {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
             "PRODUCTION_PROCESSES": worker(ARGS={"run-once": True}),
+            "LOGGING": QUIET_LOGGING,
+        },
+        status=0,
+        migrate=True,
+    ),
+    Case(
+        "stop_timeout_below_timeout_warns",
+        ids("W006"),
+        {
+            "PRODUCTION_PROCESSES": worker(STOP_TIMEOUT=10, ARGS={"run-once": None}),
             "LOGGING": QUIET_LOGGING,
         },
         status=0,
@@ -296,3 +321,37 @@ def test_bad_configuration_is_refused_in_a_few_lines(
         assert (
             result.stderr.strip().splitlines()[-1].startswith("CommandError: prodserver_djangoq2.")
         )
+
+
+@pytest.mark.parametrize(
+    "q_cluster",
+    [
+        {**ORM, "retry": 20},  # E009: retry not above timeout
+        {**ORM, "redis": "redis://127.0.0.1:6379/0"},  # E002: two brokers
+    ],
+    ids=["retry_not_over_timeout", "several_brokers"],
+)
+def test_worker_only_concerns_never_stop_migrate(tmp_path: Path, q_cluster: dict[str, Any]) -> None:
+    project = Project(tmp_path / "project", settings={"Q_CLUSTER": q_cluster})
+    migrated = project.manage("migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert "prodserver_djangoq2.E0" in migrated.stderr  # printed as a warning
+    assert project.manage("check").returncode == 0
+
+
+@pytest.mark.parametrize("bad", [{"workers": "four"}, {"timeout": "ten"}], ids=str)
+def test_values_that_crash_django_q2_are_one_check_line(
+    tmp_path: Path, bad: dict[str, str]
+) -> None:
+    project = Project(tmp_path / "project", settings={"Q_CLUSTER": {**ORM, **bad}})
+    checked = project.manage("check")
+    assert checked.returncode == 1
+    assert "prodserver_djangoq2.E010" in checked.stderr
+    assert "Traceback" not in checked.stderr
+    # Web processes (which run no checks) still load Django-Q2 and enqueue.
+    assert project.manage("migrate", "--skip-checks").returncode == 0
+    enqueued = project.manage(
+        "shell", "-c", "from django_q.tasks import async_task; print(async_task('math.floor', 2.5))"
+    )
+    assert enqueued.returncode == 0, enqueued.stderr
+    assert len(enqueued.stdout.split()[-1]) == 32  # a task id

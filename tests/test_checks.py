@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.core.checks import Error
+from django.core.checks import Error, Warning
 from django.core.management import CommandError, call_command
 from django.core.management.base import SystemCheckError
 from django.test.utils import override_settings
 
-from prodserver_djangoq2 import checks, preflight
+from prodserver_djangoq2 import checks, cluster_settings, preflight, process
 from prodserver_djangoq2.backend import DjangoQ2Worker
+from prodserver_djangoq2.errors import ConfigurationError
 from tests.services import Server, free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
@@ -50,7 +51,16 @@ def check_error_codes(expected: list[str], deploy: bool = False) -> None:
     assert ids(deploy) == [f"prodserver_djangoq2.{code}" for code in expected]
 
 
-def process(**entry: Any) -> dict[str, Any]:
+def check_levels(expected: list[type[Error | Warning]]) -> None:
+    """The levels in ``manage.py check``: an Error stops migrate, runserver and the rest."""
+    assert [type(message) for message in checks.check_settings()] == expected
+
+
+def worker_entry(**entry: Any) -> process.ProcessEntry:
+    return process.read("worker", {"BACKEND": "djangoq2", **entry})
+
+
+def processes(**entry: Any) -> dict[str, Any]:
     return {"worker": {"BACKEND": "djangoq2", **entry}}
 
 
@@ -89,14 +99,17 @@ def test_messages_are_short_and_have_hints() -> None:
 
 
 def test_q_cluster_missing() -> None:
+    # Django-Q2 runs on its defaults: only a worker refuses it.
     with override_settings():
         del settings.Q_CLUSTER
         check_error_codes(["E001"])
+        check_levels([Warning])
 
 
 @override_settings(Q_CLUSTER="redis://localhost")
 def test_q_cluster_not_a_dict() -> None:
     check_error_codes(["E001"])
+    check_levels([Error])
     assert checks.check_deployment() == []
 
 
@@ -108,6 +121,7 @@ def test_q_cluster_no_broker() -> None:
 @override_settings(Q_CLUSTER={**ORM, "redis": {"host": "localhost"}})
 def test_q_cluster_several_brokers() -> None:
     check_error_codes(["E002"])
+    check_levels([Warning])
     assert "uses 'orm'" in checks.check_settings()[0].hint
 
 
@@ -182,6 +196,7 @@ def test_q_cluster_cache_alias_missing(cache: object) -> None:
 @override_settings(Q_CLUSTER={**ORM, "retry": 30})
 def test_q_cluster_retry_not_greater_than_timeout() -> None:
     check_error_codes(["E009"])
+    check_levels([Warning])
 
 
 @override_settings(Q_CLUSTER={"name": "tests", "orm": "default", "workers": 1, "timeout": 90})
@@ -244,6 +259,94 @@ def test_q_cluster_alt_cluster_switches_broker() -> None:
     check_error_codes([])
 
 
+REDIS_CACHE = {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1:6379/1"}
+
+
+@pytest.mark.parametrize(
+    "redis",
+    [
+        "redis://127.0.0.1:6379/1",
+        "redis://:pw@127.0.0.1/1",
+        {"host": "127.0.0.1", "port": 6379, "db": 1},
+        "redis://127.0.0.1:6379?db=1",
+    ],
+)
+def test_q_cluster_redis_and_django_redis_on_one_server(redis: object) -> None:
+    # Django-Q2's own test settings: django-redis's connection where it is installed.
+    caches = {"default": settings.CACHES["default"], "queue": REDIS_CACHE}
+    q_cluster = {**ORM, "orm": None, "redis": redis, "django_redis": "queue"}
+    with override_settings(Q_CLUSTER=q_cluster, CACHES=caches):
+        check_error_codes([])
+
+
+@pytest.mark.parametrize(
+    "redis", ["redis://127.0.0.1:6379/2", {"host": "10.0.0.5", "db": 1}, "redis://other/1"]
+)
+def test_q_cluster_redis_and_django_redis_on_two_servers(redis: object) -> None:
+    caches = {"default": settings.CACHES["default"], "queue": REDIS_CACHE}
+    q_cluster = {**ORM, "orm": None, "redis": redis, "django_redis": "queue"}
+    with override_settings(Q_CLUSTER=q_cluster, CACHES=caches):
+        check_error_codes(["E002"])
+        check_levels([Warning])
+
+
+@pytest.mark.parametrize("level", ["LOUD", 10, None])
+def test_q_cluster_log_level_invalid(level: object) -> None:
+    with override_settings(Q_CLUSTER={**ORM, "log_level": level}):
+        check_error_codes(["E024"])
+        check_levels([Error])
+
+
+@pytest.mark.parametrize("reporter", ["sentry", {"sentry": "dsn"}, ["sentry"]])
+def test_q_cluster_error_reporter_invalid(reporter: object) -> None:
+    with override_settings(Q_CLUSTER={**ORM, "error_reporter": reporter}):
+        check_error_codes(["E025"])
+
+
+@override_settings(Q_CLUSTER={**ORM, "log_level": "DEBUG", "error_reporter": {"x": {"a": 1}}})
+def test_q_cluster_loaded_values_valid() -> None:
+    check_error_codes([])
+
+
+@pytest.mark.parametrize(
+    ("written", "loadable"),
+    [
+        ({"orm": "default", "workers": "four"}, {"orm": "default"}),
+        ({"orm": "default", "workers": "4"}, {"orm": "default", "workers": "4"}),
+        ({"orm": "default", "timeout": "ten"}, {"orm": "default"}),
+        ({"timeout": 30, "retry": "sixty"}, {"timeout": 30}),
+        ({"timeout": "30", "retry": "60"}, {"timeout": "30", "retry": "60"}),
+        ({"log_level": "LOUD", "error_reporter": "sentry"}, {}),
+        ({"ALT_CLUSTERS": {"a": {"workers": [2]}}}, {"ALT_CLUSTERS": {"a": {}}}),
+        (
+            {"timeout": 9, "ALT_CLUSTERS": {"a": {"retry": "x"}}},
+            {"timeout": 9, "ALT_CLUSTERS": {"a": {}}},
+        ),
+        ({"ALT_CLUSTERS": [1]}, {"ALT_CLUSTERS": [1]}),
+        (["not", "a", "dict"], {}),
+    ],
+)
+def test_values_that_crash_django_q2_are_kept_from_it(written: object, loadable: object) -> None:
+    assert cluster_settings.loadable_copy(written, None) == loadable
+
+
+def test_a_cluster_name_without_alt_clusters_is_loadable() -> None:
+    written = {"name": "site", "orm": "default"}
+    assert cluster_settings.loadable_copy(written, "site") is written
+    assert cluster_settings.loadable_copy(written, None) is written
+    assert cluster_settings.loadable_copy(written, "high") == {**written, "ALT_CLUSTERS": {}}
+
+
+def test_checks_read_q_cluster_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    written = {**ORM, "workers": "four"}
+    with override_settings(Q_CLUSTER=written):
+        monkeypatch.setattr(cluster_settings, "_replacement", None)
+        cluster_settings.make_loadable()
+        assert {k: v for k, v in ORM.items() if k != "workers"} == settings.Q_CLUSTER
+        check_error_codes(["E010"])
+    assert cluster_settings.as_written() is settings.Q_CLUSTER  # another value: as it is
+
+
 @override_settings(SECRET_KEY="")
 def test_secret_key_missing() -> None:
     check_error_codes(["E012"])
@@ -255,6 +358,7 @@ def test_secret_key_missing() -> None:
 @override_settings(PRODUCTION_PROCESSES=[{"BACKEND": "djangoq2"}])
 def test_production_processes_not_a_dict() -> None:
     check_error_codes(["E013"])
+    check_levels([Warning])
 
 
 @pytest.mark.parametrize("entry", [{"ARGS": {}}, "djangoq2"])
@@ -277,16 +381,17 @@ def test_production_processes_entry_without_backend(entry: object) -> None:
     ],
 )
 def test_production_processes_entry_invalid(entry: dict[str, Any], code: str) -> None:
-    with override_settings(PRODUCTION_PROCESSES=process(**entry)):
+    with override_settings(PRODUCTION_PROCESSES=processes(**entry)):
         check_error_codes([code])
         (message,) = checks.check_settings()
     assert str(message.msg).startswith("PRODUCTION_PROCESSES['worker']")
     assert message.hint
+    assert isinstance(message, Warning)  # only the worker refuses it
 
 
 @override_settings(
     Q_CLUSTER={**ORM, "ALT_CLUSTERS": {"high": {}}},
-    PRODUCTION_PROCESSES={**process(ARGS={"name": "high"}), "other": {"BACKEND": "djangoq2"}},
+    PRODUCTION_PROCESSES={**processes(ARGS={"name": "high"}), "other": {"BACKEND": "djangoq2"}},
 )
 def test_production_processes_environment_is_the_started_workers(
     monkeypatch: pytest.MonkeyPatch,
@@ -294,11 +399,57 @@ def test_production_processes_environment_is_the_started_workers(
     # The environment names the cluster of the worker being started, not of every process.
     monkeypatch.setenv("Q_CLUSTER_NAME", "low")
     check_error_codes([])
-    with pytest.raises(CommandError, match=r"^prodserver_djangoq2\.E018: .* HINT: remove one"):
-        DjangoQ2Worker(**settings.PRODUCTION_PROCESSES["worker"])
+    entry = process.read("worker", settings.PRODUCTION_PROCESSES["worker"])
+    with pytest.raises(
+        ConfigurationError, match=r"^prodserver_djangoq2\.E018: .* HINT: remove one"
+    ):
+        entry.cluster_to_serve()
 
 
-@override_settings(PRODUCTION_PROCESSES=process(ARGS={"cluster-name": "high"}))
+@pytest.mark.parametrize(("stop_timeout", "expected"), [(20, ["W006"]), (30, []), (45, [])])
+def test_production_processes_stop_timeout_against_timeout(
+    stop_timeout: int, expected: list[str]
+) -> None:
+    with override_settings(PRODUCTION_PROCESSES=processes(STOP_TIMEOUT=stop_timeout)):
+        check_error_codes(expected)
+
+
+@override_settings(
+    Q_CLUSTER={**ORM, "ALT_CLUSTERS": {"long": {"timeout": 300, "retry": 400}}},
+    PRODUCTION_PROCESSES=processes(STOP_TIMEOUT=60, ARGS={"name": "long"}),
+)
+def test_production_processes_stop_timeout_against_the_selected_clusters_timeout() -> None:
+    check_error_codes(["W006"])
+    assert "'timeout' (300)" in str(checks.check_settings()[0].msg)
+
+
+@pytest.mark.parametrize(
+    ("entry", "cluster_timeout", "expected"),
+    [({}, 60, 65.0), ({}, None, 30.0), ({"STOP_TIMEOUT": 10}, 60, 10.0), ({}, 2.5, 7.5)],
+)
+def test_stop_timeout_defaults_to_the_clusters_timeout(
+    entry: dict[str, Any], cluster_timeout: object, expected: float
+) -> None:
+    assert worker_entry(**entry).stop_timeout_for(cluster_timeout) == expected
+
+
+@override_settings(
+    PRODUCTION_PROCESSES={
+        "worker-a": {"BACKEND": "djangoq2"},
+        "worker-b": {"BACKEND": "djangoq2"},
+    }
+)
+def test_identical_entries_are_told_apart_by_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["manage.py", "worker", "worker-b"])
+    assert process.find_process_name({"BACKEND": "djangoq2"}) == "worker-b"
+    monkeypatch.setattr(sys, "argv", ["manage.py", "worker"])  # django-prodserver's default
+    assert process.find_process_name({"BACKEND": "djangoq2"}) == "worker-a"
+    assert process.find_process_name({"BACKEND": "elsewhere"}) == "?"
+
+
+@override_settings(PRODUCTION_PROCESSES=processes(ARGS={"cluster-name": "high"}))
 def test_production_processes_cluster_not_in_alt_clusters() -> None:
     check_error_codes(["W003"])
 
@@ -306,11 +457,11 @@ def test_production_processes_cluster_not_in_alt_clusters() -> None:
 @pytest.mark.parametrize("name", ["tests", "high"])
 def test_production_processes_cluster_known(name: str) -> None:
     q_cluster = {**ORM, "ALT_CLUSTERS": {"high": {}}}
-    with override_settings(Q_CLUSTER=q_cluster, PRODUCTION_PROCESSES=process(ARGS=f"-n {name}")):
+    with override_settings(Q_CLUSTER=q_cluster, PRODUCTION_PROCESSES=processes(ARGS=f"-n {name}")):
         check_error_codes([])
 
 
-@override_settings(Q_CLUSTER="bad", PRODUCTION_PROCESSES=process(ARGS={"name": "high"}))
+@override_settings(Q_CLUSTER="bad", PRODUCTION_PROCESSES=processes(ARGS={"name": "high"}))
 def test_production_processes_cluster_name_without_q_cluster() -> None:
     check_error_codes(["E001"])
 
@@ -403,9 +554,34 @@ def test_preflight_honours_process_silenced_checks(capsys: pytest.CaptureFixture
 
 
 @override_settings(Q_CLUSTER={**ORM, "retry": 10})
-def test_preflight_refuses_errors() -> None:
-    with pytest.raises(CommandError, match=r"^prodserver_djangoq2\.E009: .* HINT: "):
+def test_preflight_refuses_worker_only_concerns() -> None:
+    with pytest.raises(CommandError, match=r"^prodserver_djangoq2\.E009: .* HINT: ") as caught:
         preflight.report_checks()
+    assert caught.value.returncode == 2
+
+
+@override_settings(Q_CLUSTER={**ORM, "retry": 10})
+def test_preflight_lets_silenced_worker_only_concerns_start(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    preflight.report_checks({"prodserver_djangoq2.E009"})
+    assert capsys.readouterr().err == ""
+
+
+@override_settings(Q_CLUSTER={**ORM, "workers": 0})
+def test_preflight_refuses_errors() -> None:
+    with pytest.raises(CommandError, match=r"^prodserver_djangoq2\.E010: .* HINT: "):
+        preflight.report_checks()
+
+
+@override_settings(
+    PRODUCTION_PROCESSES={**processes(), "other": {"BACKEND": "djangoq2", "ARGS": 5}}
+)
+def test_preflight_prints_other_processes_problems_and_starts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    preflight.report_checks()
+    assert capsys.readouterr().err.startswith("prodserver_djangoq2.E014: ")
 
 
 @override_settings(
@@ -434,14 +610,13 @@ def test_format_message_names_the_object() -> None:
 
 @pytest.mark.django_db
 def test_preflight_run_passes_on_defaults(capsys: pytest.CaptureFixture[str]) -> None:
-    preflight.run("worker", {"BACKEND": "djangoq2"})
+    preflight.run(worker_entry())
     assert capsys.readouterr().err == ""
 
 
-@override_settings(PRODUCTION_PROCESSES=process(SILENCED_CHECKS="x"))
-def test_preflight_run_reports_bad_silenced_checks() -> None:
-    with pytest.raises(CommandError, match=r"prodserver_djangoq2\.E021"):
-        preflight.run("worker", {"BACKEND": "djangoq2", "SILENCED_CHECKS": "x"})
+def test_process_entry_reports_bad_silenced_checks() -> None:
+    with pytest.raises(ConfigurationError, match=r"prodserver_djangoq2\.E021"):
+        worker_entry(SILENCED_CHECKS="x")
 
 
 # Preflight: broker ping
@@ -622,8 +797,9 @@ def test_migrations_missing_and_applied(conf: Any) -> None:
             match=r"^prodserver_djangoq2\.E022: database 'default' "
             r"lacks \d+ of Django-Q2's migrations\. HINT: run python manage.py "
             r"migrate$",
-        ):
+        ) as caught:
             preflight.check_migrations()
+        assert caught.value.returncode == 4
     finally:
         call_command("migrate", "django_q", verbosity=0)
     preflight.check_migrations()
@@ -633,9 +809,10 @@ def test_migrations_missing_and_applied(conf: Any) -> None:
 def test_preflight_run_skips_silenced_preflight(conf: Any) -> None:
     conf.REDIS = f"redis://127.0.0.1:{free_port()}/0"
     silenced = ["prodserver_djangoq2.E023", "prodserver_djangoq2.E022"]
-    preflight.run("worker", {"BACKEND": "djangoq2", "SILENCED_CHECKS": silenced})
-    with pytest.raises(CommandError, match="E023"):
-        preflight.run("worker", {"BACKEND": "djangoq2", "PING_TIMEOUT": 2})
+    preflight.run(worker_entry(SILENCED_CHECKS=silenced))
+    with pytest.raises(CommandError, match="E023") as caught:
+        preflight.run(worker_entry(PING_TIMEOUT=2))
+    assert caught.value.returncode == 3
 
 
 # The table of ids in the docs

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from prodserver_djangoq2 import hook
+from prodserver_djangoq2.backend import DjangoQ2Worker
 from prodserver_djangoq2.discovery import resolve_backend
 from tests.distributions import write_distribution, write_plugins
 from tests.harness import PRODSERVER_MAJOR, REPO, WORKER_COMMAND, Project
@@ -42,16 +43,44 @@ def test_another_plugins_copy_of_the_hook_is_kept(monkeypatch: pytest.MonkeyPatc
     assert RESOLVER_MODULE.import_string is other_plugins_resolver
 
 
-def test_prodserver_command_runs_worker_backends() -> None:
+def test_the_hook_reaches_the_function_that_resolves_backend_names() -> None:
+    # The name django-prodserver's command calls, looked up where the command looks it up.
+    owner, _, function = hook.RESOLVING_FUNCTIONS[PRODSERVER_MAJOR].partition(".")
+    resolving = getattr(getattr(RESOLVER_MODULE, owner), function)
+    assert resolving.__globals__["import_string"]("djangoq2") is DjangoQ2Worker
+
+
+def test_prodserver_alias_lets_only_this_worker_through() -> None:
     from django_prodserver.management.commands.prodserver import Command
 
-    if PRODSERVER_MAJOR >= 3:
-        # 3.x made `prodserver` an alias of `server`, which refused worker backends.
-        from django_prodserver.backends.base import BaseProcessBackend
-
-        assert Command.backend_base_class is BaseProcessBackend
-    else:
+    if PRODSERVER_MAJOR < 3:
         assert not hasattr(Command, "backend_base_class")
+        return
+    # 3.x made `prodserver` an alias of `server`, which refuses worker backends.
+    from django_prodserver.backends.base import BaseServerBackend, BaseWorkerBackend
+
+    class ProjectWorker(DjangoQ2Worker):
+        pass
+
+    class OtherPackagesWorker(BaseWorkerBackend):
+        pass
+
+    allowed = Command.backend_base_class
+    assert issubclass(DjangoQ2Worker, allowed)
+    assert issubclass(ProjectWorker, allowed)
+    assert issubclass(BaseServerBackend, allowed)
+    assert not issubclass(OtherPackagesWorker, allowed)
+
+
+@pytest.mark.skipif(PRODSERVER_MAJOR < 3, reason="django-prodserver 2 has no worker command")
+def test_prodserver_alias_still_refuses_other_workers(project: Project) -> None:
+    project.settings["PRODUCTION_PROCESSES"] = {
+        "tasks": {"BACKEND": "django_prodserver.backends.workers.django_q2.DjangoQ2Worker"}
+    }
+    project.write()
+    result = project.manage("prodserver", "tasks")
+    assert result.returncode == 1
+    assert "is not a valid server backend" in result.stderr
 
 
 def test_unknown_backend_name_is_one_line_with_a_suggestion(project: Project) -> None:
@@ -91,6 +120,11 @@ def test_unrecognised_prodserver_version_says_so_once(project: Project, tmp_path
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("django-prodserver 9.0.0 is not supported") == 1
     assert "'BACKEND': 'prodserver_djangoq2.DjangoQ2Worker'" in result.stderr
+    # Other processes (web, migrate, shell) are not told: they do not use the hook.
+    for command in (["check"], ["migrate", "--verbosity=0"]):
+        other = project.manage(*command, env=env)
+        assert other.returncode == 0, other.stderr
+        assert "not supported" not in other.stderr
 
 
 @pytest.mark.parametrize(
@@ -116,7 +150,7 @@ def test_missing_app_is_one_actionable_line(
     project.settings["PRODUCTION_PROCESSES"] = {"worker": {"BACKEND": backend}}
     project.write()
     result = project.manage(WORKER_COMMAND, "worker")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(f"CommandError: {expected}")
 
@@ -148,6 +182,6 @@ def test_missing_django_q2_is_one_actionable_line(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "django-q2 is not installed" in result.stderr.strip().splitlines()[-1]

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
-
 from django.apps import AppConfig
 
-from . import named_cluster
+from . import cluster_settings
 
-# Runs while Django imports the apps, before django_q loads its configuration when this app
-# is listed first: Q_CLUSTER_NAME set in the environment must not crash Django-Q2, and the
-# checks E009/W002 report retry and timeout in one line instead of Django-Q2's warning.
-named_cluster.tolerate_missing_alt_clusters()
-warnings.filterwarnings("ignore", message="Retry and timeout are misconfigured")
+# Runs while Django imports the apps, before django_q evaluates Q_CLUSTER when this app is
+# listed first: values that would crash Django-Q2 there are reported by the checks instead.
+cluster_settings.make_loadable()
 
 
 class ProdserverDjangoQ2Config(AppConfig):

@@ -10,6 +10,8 @@ from typing import Any
 
 from django.core.management import CommandError
 
+from .errors import ConfigurationError
+
 # The original django-prodserver documents call ``--name`` this.
 SYNONYMS = {"cluster-name": "name"}
 
@@ -37,17 +39,18 @@ def to_argv(args: Any, where: str, parser: argparse.ArgumentParser) -> list[str]
     if isinstance(args, str):
         return shlex.split(args)
     if not isinstance(args, Mapping):
-        raise CommandError(
-            f"prodserver_djangoq2.E014: {where} must be a dict or a string, not "
-            f"{type(args).__name__}. HINT: Write qcluster's options as a dict, e.g. "
-            "{'name': 'high'}, or as one command-line string."
+        raise ConfigurationError(
+            "prodserver_djangoq2.E014",
+            f"{where} must be a dict or a string, not {type(args).__name__}.",
+            "Write qcluster's options as a dict, e.g. {'name': 'high'}, or as one "
+            "command-line string.",
         )
     known = option_names(parser)
     argv = []
     for key, value in args.items():
         option = SYNONYMS.get(key, key)
         if not isinstance(key, str) or option not in known:
-            raise CommandError(_unknown_option_message(key, where, known))
+            raise _unknown_option(key, where, known)
         if value is False:
             continue
         argv.append(f"--{option}" if value is None or value is True else f"--{option}={value}")
@@ -60,9 +63,10 @@ def parse(argv: list[str], where: str, parser: argparse.ArgumentParser) -> dict[
         return vars(parser.parse_args(argv))
     except CommandError as error:
         detail = str(error).removeprefix("Error: ")
-        raise CommandError(
-            f"prodserver_djangoq2.E016: {where} is rejected by qcluster: {detail}. "
-            "HINT: Give only the options that 'python manage.py qcluster --help' lists."
+        raise ConfigurationError(
+            "prodserver_djangoq2.E016",
+            f"{where} is rejected by qcluster: {detail}.",
+            "Give only the options that 'python manage.py qcluster --help' lists.",
         ) from error
 
 
@@ -75,9 +79,13 @@ def written_name(args: Any, parsed: str | None) -> Any:
     return parsed
 
 
-def _unknown_option_message(key: object, where: str, known: list[str]) -> str:
-    message = f"prodserver_djangoq2.E015: {where} has an unknown qcluster option {key!r}. HINT: "
+def _unknown_option(key: object, where: str, known: list[str]) -> ConfigurationError:
+    hint = ""
     closest = difflib.get_close_matches(str(key), [*known, *SYNONYMS], n=1)
     if closest:
-        message += f"Did you mean '{closest[0]}'? "
-    return message + f"Valid options: {', '.join(known)}."
+        hint += f"Did you mean '{closest[0]}'? "
+    return ConfigurationError(
+        "prodserver_djangoq2.E015",
+        f"{where} has an unknown qcluster option {key!r}.",
+        hint + f"Valid options: {', '.join(known)}.",
+    )

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import sys
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
-from django.conf import settings
 from django.core.management import CommandError
 
-from . import arguments, checks, named_cluster, preflight
+from . import hook, preflight, process
+from .errors import ConfigurationError, refusal
+from .reexec import reexec
 from .runner import ClusterRunner
 
 if TYPE_CHECKING:
@@ -23,92 +24,111 @@ else:
     # django-prodserver 3 tells worker backends apart; 2 has one base class for every process.
     ProcessBackend = getattr(base, "BaseWorkerBackend", base.BaseServerBackend)
 
-# Set on the command line the worker re-executes itself with, to switch settings only once.
+# Set in the environment of a worker that re-executed itself for ARGS 'settings'.
 REEXEC_MARKER = "PRODSERVER_DJANGOQ2_SETTINGS_SWITCHED"
+# Blocked across a re-execution: one that arrives meanwhile waits for the runner's handlers.
+DEFERRED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 class DjangoQ2Worker(ProcessBackend):
     """Start a Django-Q2 cluster for one ``PRODUCTION_PROCESSES`` entry.
 
-    ``ARGS`` holds ``qcluster``'s options; ``STOP_TIMEOUT`` (seconds, default 30) bounds
-    how long a stop waits for tasks in progress.
+    ``ARGS`` holds ``qcluster``'s options; ``STOP_TIMEOUT`` (seconds, default: the cluster's
+    ``timeout`` plus 5) bounds how long a stop waits for tasks in progress.
     """
+
+    runs_django_q2_cluster = True  # process.BACKEND_MARKER, for subclasses too
 
     def __init__(self, **process_config: Any) -> None:
         require_installed()
-        self.process_name = find_process_name(process_config)
-        self.config = process_config
-        where = f"PRODUCTION_PROCESSES['{self.process_name}']['ARGS']"
-        parser = arguments.qcluster_parser()
-        self.argv = arguments.to_argv(process_config.get("ARGS", {}), where, parser)
-        self.options = arguments.parse(self.argv, where, parser)
-        self.cluster_name = named_cluster.requested_name(
-            arguments.written_name(process_config.get("ARGS"), self.options["cluster_name"]), where
-        )
-        self.stop_timeout = checks.stop_timeout(process_config, self.process_name)
+        name = process.find_process_name(process_config)
+        try:
+            self.entry = process.read(name, process_config)
+        except ConfigurationError as error:
+            raise refusal(str(error)) from None
 
     def prep_server_args(self) -> list[str]:
         """Return the ``qcluster`` command line that ``ARGS`` describes."""
-        return list(self.argv)
+        return list(self.entry.argv)
 
     def start_server(self, *args: str) -> None:
         """Run the cluster in this process until a stop signal; fail if it dies."""
         try:
             self._start()
         except CommandError as error:
-            if self.options["traceback"]:
+            if self.entry.traceback:
                 # django-prodserver prints a CommandError as one line; ARGS asked for more.
                 raise RuntimeError(str(error)) from error
             raise
 
     def _start(self) -> None:
-        runner = ClusterRunner(self.stop_timeout)
-        runner.run(prepare=self._prepare, run_once=self.options["run_once"])
+        entry = self.entry
+        unsupported = hook.unsupported_version_warning()
+        if unsupported:
+            sys.stderr.write(unsupported + "\n")
+        if entry.pythonpath:
+            sys.path.insert(0, entry.pythonpath)
+        try:
+            switch_settings(entry)
+            switch_cluster(entry)
+        except ConfigurationError as error:
+            raise refusal(str(error)) from None
+        from django_q.conf import Conf
+
+        runner = ClusterRunner(entry.stop_timeout_for(Conf.TIMEOUT))
+        runner.run(prepare=self._prepare, run_once=entry.run_once)
 
     def _prepare(self) -> None:
-        if self.options["pythonpath"]:
-            sys.path.insert(0, self.options["pythonpath"])
-        if self.options["settings"]:
-            switch_settings(self.options["settings"])
-        named_cluster.select(self.cluster_name)
-        if not self.options["skip_checks"]:
-            preflight.run(self.process_name, self.config)
+        # The runner's handlers are in place: a signal deferred across a re-execution is
+        # delivered now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, DEFERRED_SIGNALS)
+        if not self.entry.skip_checks:
+            preflight.run(self.entry)
 
 
 def require_installed() -> None:
     """Refuse to start without django-q2 and both apps in ``INSTALLED_APPS``."""
     if importlib.util.find_spec("django_q") is None:
-        raise CommandError(
+        raise refusal(
             "django-q2 is not installed; run: pip install prodserver-djangoq2 (or django-q2)."
         )
     for app in ("django_q", "prodserver_djangoq2"):
         if not apps.is_installed(app):
-            raise CommandError(f"Add '{app}' to INSTALLED_APPS to run a Django-Q2 worker.")
+            raise refusal(f"Add '{app}' to INSTALLED_APPS to run a Django-Q2 worker.")
 
 
-def find_process_name(process_config: Mapping[str, Any]) -> str:
-    """Return the ``PRODUCTION_PROCESSES`` key whose entry is ``process_config``."""
-    processes = getattr(settings, "PRODUCTION_PROCESSES", {})
-    for name, config in processes.items():
-        if config == process_config:
-            return str(name)
-    return "?"
-
-
-def switch_settings(module: str) -> None:
-    """Run this command again under the settings module ``module``."""
-    if module == os.environ.get("DJANGO_SETTINGS_MODULE"):
+def switch_settings(entry: process.ProcessEntry) -> None:
+    """Run this command again under ARGS 'settings', if it names another module."""
+    module = entry.settings_module
+    if not module or module == os.environ.get("DJANGO_SETTINGS_MODULE"):
         return
     if os.environ.get(REEXEC_MARKER):
-        raise CommandError(
+        raise refusal(
             f"ARGS 'settings' asks for '{module}' but the worker already switched settings "
             "once; give the same 'settings' in both settings modules."
         )
-    argv = without_settings_option(sys.orig_argv)
-    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": module, REEXEC_MARKER: "1"}
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, argv, environment)
+    environment = {"DJANGO_SETTINGS_MODULE": module, REEXEC_MARKER: "1"}
+    if entry.pythonpath:  # the new interpreter imports the settings before ARGS is read
+        paths = [entry.pythonpath, *filter(None, [os.environ.get("PYTHONPATH")])]
+        environment["PYTHONPATH"] = os.pathsep.join(paths)
+    _reexec_deferring_signals(environment, without_settings_option(sys.orig_argv))
+
+
+def switch_cluster(entry: process.ProcessEntry) -> None:
+    """Run this command again with Q_CLUSTER_NAME set, if it serves another cluster."""
+    from django_q.conf import Conf
+
+    cluster = entry.cluster_to_serve()
+    # Django-Q2 read Q_CLUSTER_NAME when Django loaded it; only a new interpreter reads it
+    # again, and with it every value that Django-Q2's modules copied at import.
+    in_environment = os.environ.get(process.CLUSTER_NAME_VARIABLE)
+    if cluster is not None and cluster not in (in_environment, Conf.CLUSTER_NAME):
+        _reexec_deferring_signals({process.CLUSTER_NAME_VARIABLE: cluster}, sys.orig_argv)
+
+
+def _reexec_deferring_signals(environment: dict[str, str], argv: list[str]) -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, DEFERRED_SIGNALS)
+    reexec(environment, argv)
 
 
 def without_settings_option(argv: list[str]) -> list[str]:

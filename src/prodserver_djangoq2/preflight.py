@@ -17,9 +17,11 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core import checks as django_checks
 from django.core.checks import CheckMessage
-from django.core.management import CommandError
 
 from . import checks
+from .cluster_checks import WORKER_REFUSALS
+from .errors import EXIT_BROKER_UNREACHABLE, EXIT_MIGRATIONS_MISSING, refusal
+from .process import ProcessEntry
 
 PING_ID = "prodserver_djangoq2.E023"
 MIGRATIONS_ID = "prodserver_djangoq2.E022"
@@ -29,22 +31,17 @@ MAX_REASON_LENGTH = 160
 SECRET_WORDS = ("password", "secret", "token", "key", "credential")
 
 
-def run(process_name: str, process_config: Mapping[str, Any]) -> None:
+def run(entry: ProcessEntry) -> None:
     """Refuse to start the worker on a configuration error or an unreachable broker."""
-    try:
-        silenced = checks.silenced_checks(process_config, process_name)
-    except CommandError:
-        silenced = frozenset()  # the system checks report it as an error
-    report_checks(silenced)
-    seconds = checks.ping_timeout(process_config, process_name)
-    if PING_ID not in silenced:
-        ping_broker(seconds)
-    if MIGRATIONS_ID not in silenced:
+    report_checks(entry.silenced_checks)
+    if PING_ID not in entry.silenced_checks:
+        ping_broker(entry.ping_timeout)
+    if MIGRATIONS_ID not in entry.silenced_checks:
         check_migrations()
 
 
 def report_checks(silenced: Iterable[str] = ()) -> None:
-    """Print warnings to stderr; raise ``CommandError`` listing the errors."""
+    """Print warnings to stderr; raise ``CommandError`` listing what the worker refuses."""
     silenced = set(silenced)
     # The worker is a production process: this package's deployment checks apply to it.
     messages = [*django_checks.run_checks(), *checks.check_deployment()]
@@ -55,15 +52,16 @@ def report_checks(silenced: Iterable[str] = ()) -> None:
         and not message.is_silenced()
         and message.id not in silenced
     ]
+    refused = [m for m in shown if m.is_serious() or m.id in WORKER_REFUSALS]
     for message in shown:
-        if not message.is_serious():
+        if message not in refused:
             sys.stderr.write(format_message(message) + "\n")
-    errors = [format_message(message) for message in shown if message.is_serious()]
+    errors = [format_message(message) for message in refused]
     if len(errors) > MAX_ERROR_LINES:
         more = len(errors) - MAX_ERROR_LINES + 1
         errors[MAX_ERROR_LINES - 1 :] = [f"... and {more} more: run python manage.py check"]
     if errors:
-        raise CommandError("\n".join(errors))
+        raise refusal("\n".join(errors))
 
 
 def format_message(message: CheckMessage) -> str:
@@ -85,12 +83,16 @@ def ping_broker(seconds: float) -> None:
     outcome = _call_within(seconds, ping)
     hint = "Start the broker or correct its settings; PING_TIMEOUT sets the wait."
     if outcome is TimeoutError:
-        raise CommandError(
-            f"{PING_ID}: the {description} did not answer within {seconds:g} s. HINT: {hint}"
+        raise refusal(
+            f"{PING_ID}: the {description} did not answer within {seconds:g} s. HINT: {hint}",
+            EXIT_BROKER_UNREACHABLE,
         )
     if isinstance(outcome, BaseException):
         reason = _scrub(outcome, secrets)
-        raise CommandError(f"{PING_ID}: the {description} did not answer: {reason}. HINT: {hint}")
+        raise refusal(
+            f"{PING_ID}: the {description} did not answer: {reason}. HINT: {hint}",
+            EXIT_BROKER_UNREACHABLE,
+        )
 
 
 def check_migrations() -> None:
@@ -108,18 +110,20 @@ def check_migrations() -> None:
             plan = executor.migration_plan(executor.loader.graph.leaf_nodes("django_q"))
         except DatabaseError as error:
             reason = _scrub(error, _secrets(settings.DATABASES[alias]))
-            raise CommandError(
+            raise refusal(
                 f"{MIGRATIONS_ID}: cannot read Django-Q2's tables in database '{alias}': "
-                f"{reason}. HINT: Check DATABASES['{alias}'] and that the database is up."
+                f"{reason}. HINT: Check DATABASES['{alias}'] and that the database is up.",
+                EXIT_MIGRATIONS_MISSING,
             ) from None
         finally:
             # The cluster forks next; its processes must not share this connection.
             connection.close()
         if plan:
             option = "" if alias == "default" else f" --database={alias}"
-            raise CommandError(
+            raise refusal(
                 f"{MIGRATIONS_ID}: database '{alias}' lacks {len(plan)} of Django-Q2's "
-                f"migrations. HINT: run python manage.py migrate{option}"
+                f"migrations. HINT: run python manage.py migrate{option}",
+                EXIT_MIGRATIONS_MISSING,
             )
 
 
