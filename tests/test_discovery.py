@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from importlib.metadata import entry_points
+import sys
+import zipfile
+from collections.abc import Iterable, Iterator
+from importlib.metadata import EntryPoint, PathDistribution, entry_points
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError
 
 from prodserver_djangoq2.backend import DjangoQ2Worker
-from prodserver_djangoq2.discovery import ENTRY_POINT_GROUP, registered_backends, resolve_backend
-from tests.distributions import write_plugins
+from prodserver_djangoq2.discovery import (
+    ENTRY_POINT_GROUP,
+    group_entry_points,
+    registered_backends,
+    resolve_backend,
+)
+from tests.distributions import write_distribution, write_plugins
 
 
 @pytest.fixture
@@ -85,3 +92,89 @@ def test_entry_points_are_read_once_per_process(plugins: Path) -> None:
     first = registered_backends()
     (plugins / "late_plugin-1.0.dist-info").mkdir()
     assert registered_backends() is first
+
+
+# The entry points of every installed distribution, read as importlib.metadata reads them
+
+
+def described(points: Iterable[EntryPoint]) -> list[tuple[str, str, str]]:
+    return [(point.name, point.value, point.dist.name if point.dist else "") for point in points]
+
+
+def test_entry_points_are_those_importlib_metadata_finds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    write_plugins(first)
+    # The same distributions further down sys.path are hidden, whatever their spelling.
+    write_distribution(second, "good-plugin", "2.0", {"good": "shadowed:Backend"}, {})
+    write_distribution(second, "Good.Plugin", "3.0", {"spelled": "shadowed:Backend"}, {})
+    write_distribution(second, "third_plugin", "1.0", {"third": "third:Backend"}, {})
+    # Distributions that declare no backend: no entry points, other groups, a one-file egg-info.
+    (second / "plain-1.0.dist-info").mkdir()
+    (second / "plain-1.0.dist-info" / "METADATA").write_text("Name: plain\nVersion: 1.0\n")
+    tools = second / "tools-1.0.dist-info"
+    tools.mkdir()
+    (tools / "METADATA").write_text("Name: tools\nVersion: 1.0\n")
+    (tools / "entry_points.txt").write_text("[console_scripts]\ntool = tools:main\n")
+    (second / "legacy-1.0.egg-info").write_text("Metadata-Version: 1.0\nName: legacy\n")
+    for directory in (tmp_path / "missing", second, first):
+        monkeypatch.syspath_prepend(str(directory))
+
+    found = described(group_entry_points(ENTRY_POINT_GROUP))
+    assert found == described(entry_points(group=ENTRY_POINT_GROUP))
+    assert ("good", "good_backend:Backend", "good-plugin") in found
+    assert ("third", "third:Backend", "third_plugin") in found
+    assert not any(value == "shadowed:Backend" for _, value, _ in found)
+    assert len(found) == 6  # these four plugins, third_plugin and this package
+
+
+def test_names_in_a_zip_on_sys_path_are_found(
+    plugins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = tmp_path / "zipped.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("zipped_plugin-1.0.dist-info/METADATA", "Name: zipped-plugin\n")
+        entry_point = f"[{ENTRY_POINT_GROUP}]\nzipped = zipped_backend:Backend\n"
+        zipped.writestr("zipped_plugin-1.0.dist-info/entry_points.txt", entry_point)
+        zipped.writestr("zipped_backend.py", "class Backend:\n    pass\n")
+    monkeypatch.syspath_prepend(str(archive))
+    assert resolve_backend("zipped").__module__ == "zipped_backend"
+    assert {"djangoq2", "good", "zipped"} <= set(registered_backends())
+
+
+def test_names_in_an_egg_on_sys_path_are_found(
+    plugins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    egg = tmp_path / "egged_plugin-1.0-py3.11.egg"
+    (egg / "EGG-INFO").mkdir(parents=True)
+    (egg / "EGG-INFO" / "PKG-INFO").write_text("Metadata-Version: 1.0\nName: egged-plugin\n")
+    entry_point = f"[{ENTRY_POINT_GROUP}]\negged = egged_backend:Backend\n"
+    (egg / "EGG-INFO" / "entry_points.txt").write_text(entry_point)
+    (egg / "egged_backend.py").write_text("class Backend:\n    pass\n")
+    monkeypatch.syspath_prepend(str(egg))
+    assert resolve_backend("egged").__module__ == "egged_backend"
+    assert {"djangoq2", "good", "egged"} <= set(registered_backends())
+
+
+class DistributionFinder:
+    """An import hook that provides distributions of its own, outside ``sys.path``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def find_spec(self, *args: object) -> None:
+        return None
+
+    def find_distributions(self, context: object) -> Iterator[PathDistribution]:
+        yield PathDistribution(self.root / "hooked_plugin-1.0.dist-info")
+
+
+def test_names_from_other_distribution_finders_are_found(
+    plugins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hooked = tmp_path / "hooked"
+    write_distribution(hooked, "hooked-plugin", "1.0", {"hooked": "good_backend:Backend"}, {})
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, DistributionFinder(hooked)])
+    assert resolve_backend("hooked").__module__ == "good_backend"
+    assert {"djangoq2", "good", "hooked"} <= set(registered_backends())

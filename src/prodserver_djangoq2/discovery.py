@@ -8,23 +8,88 @@ entry points of every installed distribution.
 from __future__ import annotations
 
 import difflib
+import os
+import re
+import sys
 from functools import cache
-from importlib.metadata import EntryPoint, entry_points
+from importlib.machinery import PathFinder
+from importlib.metadata import EntryPoint, PathDistribution, entry_points
+from pathlib import Path
 from typing import Any
 
 from django.core.management import CommandError
 from django.utils.module_loading import import_string
 
 ENTRY_POINT_GROUP = "django_prodserver.backends"
+METADATA_SUFFIXES = (".dist-info", ".egg-info")
+NAME_SEPARATORS = re.compile(r"[-_.]+")
 
 
 @cache
 def registered_backends() -> dict[str, tuple[EntryPoint, ...]]:
     """Map each registered backend name to the entry points claiming it (read once)."""
     claims: dict[str, list[EntryPoint]] = {}
-    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+    for entry_point in group_entry_points(ENTRY_POINT_GROUP):
         claims.setdefault(entry_point.name, []).append(entry_point)
     return {name: tuple(points) for name, points in claims.items()}
+
+
+def group_entry_points(group: str) -> list[EntryPoint]:
+    """Return what ``importlib.metadata.entry_points(group=group)`` returns, faster.
+
+    ``entry_points()`` parses the entry points of every installed distribution: tens of
+    milliseconds in an environment of a few hundred. Here only the ``entry_points.txt`` files
+    that name the group are parsed, when every distribution lives in a plain directory on
+    ``sys.path``; anything else (a zip or an egg on ``sys.path``, another finder of
+    distributions) is left to ``importlib.metadata``.
+    """
+    declared = _scan_directories(group)
+    return list(entry_points(group=group)) if declared is None else declared
+
+
+def _scan_directories(group: str) -> list[EntryPoint] | None:
+    """Return the group's entry points, or ``None`` where only importlib.metadata can tell."""
+    if any(_finds_other_distributions(finder) for finder in sys.meta_path):
+        return None
+    header = f"[{group}]".encode()
+    found: list[EntryPoint] = []
+    # As importlib.metadata: the first distribution of a name on sys.path hides the others.
+    seen: set[str] = set()
+    for entry in sys.path:
+        if entry.lower().endswith(".egg"):
+            return None
+        try:
+            children = os.listdir(entry or ".")
+        except NotADirectoryError:  # a zip archive
+            return None
+        except OSError:
+            continue
+        for child in children:
+            low = child.lower()
+            if not low.endswith(METADATA_SUFFIXES):
+                continue
+            name = _normalize(low.rpartition(".")[0].partition("-")[0])
+            if name in seen:
+                continue
+            seen.add(name)
+            info = os.path.join(entry, child)
+            try:
+                with open(os.path.join(info, "entry_points.txt"), "rb") as file:
+                    declares = header in file.read()
+            except OSError:  # no entry points, or a single-file .egg-info
+                continue
+            if declares:
+                found += PathDistribution(Path(info)).entry_points.select(group=group)
+    return found
+
+
+def _finds_other_distributions(finder: object) -> bool:
+    return finder is not PathFinder and hasattr(finder, "find_distributions")
+
+
+def _normalize(name: str) -> str:
+    """Return a distribution name as importlib.metadata compares them."""
+    return NAME_SEPARATORS.sub("_", name).lower()
 
 
 def resolve_backend(path: str) -> Any:
@@ -42,12 +107,18 @@ def resolve_backend(path: str) -> Any:
         )
     (entry_point,) = claims
     try:
-        return entry_point.load()
+        return _load(entry_point)
     except Exception as error:
         raise CommandError(
             f"Backend '{path}' from distribution '{_distribution(entry_point)}' "
             f"({entry_point.value}) failed to import: {error.__class__.__name__}: {error}"
         ) from error
+
+
+@cache
+def _load(entry_point: EntryPoint) -> Any:
+    # Every command that runs a process resolves its BACKEND: after the first, from memory.
+    return entry_point.load()
 
 
 # django-prodserver calls its resolver ``import_string``; this marks a replacement so that
