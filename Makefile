@@ -5,13 +5,21 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 MATRIX_ENVS ?= django52-prodserver2,django42-prodserver3,django42-prodserver2
 
-.PHONY: demo test lint typecheck soak bench matrix clean
+.PHONY: docs demo test lint typecheck soak bench matrix clean
 
 $(BIN)/.installed: pyproject.toml requirements-test.txt requirements-lint.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e . -r requirements-test.txt -r requirements-lint.txt
 	touch $@
+
+# The documentation site, warnings as errors, into build/docs (ignored by git).
+$(BIN)/.docs-installed: $(BIN)/.installed requirements-docs.txt
+	$(BIN)/python -m pip install --quiet -r requirements-docs.txt
+	touch $@
+
+docs: $(BIN)/.docs-installed
+	$(BIN)/python -m sphinx -W --keep-going -n -q -b html docs build/docs/html
 
 demo: $(BIN)/.installed
 	$(BIN)/python example/run_demo.py
