@@ -92,6 +92,23 @@ class Project:
             [str(self.root), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
         )
         env["PYTHONUNBUFFERED"] = "1"
+        # A deprecation that this package's code runs into ends the process with a traceback.
+        # A warning filter names a module exactly, so each module of the package is listed.
+        source = REPO / "src"
+        modules = sorted(
+            ".".join(path.relative_to(source).with_suffix("").parts).removesuffix(".__init__")
+            for path in (source / "prodserver_djangoq2").rglob("*.py")
+        )
+        env["PYTHONWARNINGS"] = ",".join(
+            [
+                *(
+                    f"error::{category}:{module}"
+                    for module in modules
+                    for category in ("DeprecationWarning", "PendingDeprecationWarning")
+                ),
+                *filter(None, [os.environ.get("PYTHONWARNINGS")]),
+            ]
+        )
         for overrides in (self.env, extra or {}):
             for key, value in overrides.items():
                 # Extra import paths go in front of the project's, which stay reachable.
