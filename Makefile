@@ -3,14 +3,17 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
-MATRIX_ENVS ?= django52-prodserver2,django42-prodserver3,django42-prodserver2
+# The line `make test` runs on (tools/matrix.toml); `make matrix` runs the others.
+HOST_LINE := py311-django52-prodserver3
+MATRIX_LINES ?=
 
-.PHONY: docs demo test lint typecheck soak bench matrix clean
+.PHONY: docs demo test lint typecheck soak bench matrix pins clean
 
-$(BIN)/.installed: pyproject.toml requirements-test.txt requirements-lint.txt
+$(BIN)/.installed: pyproject.toml requirements-test.txt requirements-lint.txt constraints/$(HOST_LINE).txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e . -r requirements-test.txt -r requirements-lint.txt
+	$(BIN)/python -m pip install --quiet -c constraints/$(HOST_LINE).txt \
+		-e . -r requirements-test.txt -r requirements-lint.txt
 	touch $@
 
 # The documentation site, warnings as errors, into build/docs (ignored by git).
@@ -25,8 +28,8 @@ demo: $(BIN)/.installed
 	$(BIN)/python example/run_demo.py
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests example benchmarks
-	$(BIN)/ruff format --check src tests example benchmarks
+	$(BIN)/ruff check src tests example benchmarks tools
+	$(BIN)/ruff format --check src tests example benchmarks tools
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy src
@@ -43,9 +46,14 @@ soak: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python -m pytest -m benchmark -s $(PYTEST_ARGS)
 
-# The other supported django-prodserver and Django lines (see tox.ini).
+# Every other line of tools/matrix.toml: Python 3.11 through tox, Python 3.13 and 3.14 in
+# Debian chroots (as root; cached in .matrix/). `make matrix MATRIX_LINES="LINE..."` runs some.
 matrix: $(BIN)/.installed
-	$(BIN)/tox run-parallel --parallel 2 --parallel-no-spinner -e $(MATRIX_ENVS)
+	$(BIN)/python tools/matrix.py run $(MATRIX_LINES)
+
+# Resolve every line's environment again, newest releases within its bounds, into constraints/.
+pins: $(BIN)/.installed
+	$(BIN)/python tools/matrix.py pins
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache example/demo.sqlite3
