@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from django.apps import AppConfig
 
-from . import cluster_settings
+from . import cluster_settings, process
 
 # Runs while Django imports the apps, before django_q evaluates Q_CLUSTER when this app is
-# listed first: values that would crash Django-Q2 there are reported by the checks instead.
+# listed first. A worker for a named cluster selects it here, the way Django-Q2 documents
+# (Q_CLUSTER_NAME), so that it need not start over once Django is set up; values that would
+# crash Django-Q2 are kept from it and reported by the checks instead.
+_cluster = process.cluster_named_on_command_line(sys.argv)
+if _cluster is not None:
+    os.environ.setdefault(process.CLUSTER_NAME_VARIABLE, _cluster)
 cluster_settings.make_loadable()
 
 

@@ -6,7 +6,9 @@ The system checks, the worker's start-up preflight and the backend all use ``rea
 
 from __future__ import annotations
 
+import argparse
 import os
+import shlex
 import sys
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ STOP_MARGIN = 5.0
 CLUSTER_NAME_VARIABLE = "Q_CLUSTER_NAME"
 # The backend class sets this attribute; a subclass in a project inherits it.
 BACKEND_MARKER = "runs_django_q2_cluster"
+# django-prodserver's commands that start a worker backend.
+WORKER_COMMANDS = ("worker", "prodserver")
 BACKEND_NAMES = (
     "djangoq2",
     "prodserver_djangoq2.DjangoQ2Worker",
@@ -234,3 +238,31 @@ def _silenced_checks(config: Mapping[str, Any], name: str) -> frozenset[str]:
             "e.g. ['prodserver_djangoq2.W002'].",
         )
     return frozenset(value)
+
+
+def cluster_named_on_command_line(argv: list[str]) -> str | None:
+    """Return the cluster that the worker command in ``argv`` will serve, if it is plain.
+
+    Read before Django-Q2 loads its settings, so that a worker serving a named cluster need
+    not start over; ``None`` leaves the choice to the backend (which then starts over).
+    """
+    if len(argv) < 2 or argv[1] not in WORKER_COMMANDS:
+        return None
+    processes = getattr(settings, "PRODUCTION_PROCESSES", None)
+    if not isinstance(processes, Mapping) or not processes:
+        return None
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("process_name", nargs="?")
+    for option in ("--settings", "--pythonpath", "--verbosity", "-v"):
+        parser.add_argument(option)
+    known, _ = parser.parse_known_args(argv[2:])
+    config = processes.get(known.process_name or next(iter(processes)))
+    if not isinstance(config, Mapping) or config.get("BACKEND") not in BACKEND_NAMES:
+        return None
+    args = config.get("ARGS", {})
+    if isinstance(args, str):
+        name_parser = argparse.ArgumentParser(add_help=False)
+        name_parser.add_argument("-n", "--name", "--cluster-name")
+        args = {"name": name_parser.parse_known_args(shlex.split(args))[0].name}
+    name = arguments.written_name(args, None) if isinstance(args, Mapping) else None
+    return name if isinstance(name, str) and name.strip() else None

@@ -1,6 +1,7 @@
 """Tasks that the end-to-end tests enqueue."""
 
 import os
+import subprocess
 import time
 
 
@@ -32,3 +33,15 @@ def cluster_settings() -> dict[str, object]:
         "retry": Conf.RETRY,
         "environment": os.environ.get("Q_CLUSTER_NAME"),
     }
+
+
+def start_orphan(seconds: float) -> int:
+    """Start a process that outlives this task (its worker is recycled before it ends)."""
+    return subprocess.Popen(["sleep", str(seconds)]).pid
+
+
+def cluster_report() -> dict[str, object]:
+    """Report every cluster setting in effect, as each Django-Q2 module sees it."""
+    from tests.testapp.cluster_tasks import settings_in_effect
+
+    return settings_in_effect()
