@@ -12,6 +12,7 @@ from django.apps import apps
 from django.core.management import CommandError
 
 from . import hook, preflight, process
+from .compatibility import django_q2_problem
 from .errors import ConfigurationError, refusal
 from .reexec import reexec
 from .runner import ClusterRunner
@@ -66,6 +67,9 @@ class DjangoQ2Worker(ProcessBackend):
         unsupported = hook.unsupported_version_warning()
         if unsupported:
             sys.stderr.write(unsupported + "\n")
+        incompatible = django_q2_problem()
+        if incompatible:
+            raise refusal(incompatible)
         if entry.pythonpath:
             sys.path.insert(0, entry.pythonpath)
         try:

@@ -98,16 +98,16 @@ def ping_broker(seconds: float) -> None:
 def check_migrations() -> None:
     """Raise ``CommandError`` unless Django-Q2's migrations are applied where it writes."""
     from django.db import DatabaseError, connections, router
-    from django.db.migrations.executor import MigrationExecutor
     from django_q.conf import Conf
     from django_q.models import Task
+
+    from .migration_state import missing_django_q_migrations
 
     aliases = [router.db_for_write(Task), *([Conf.ORM] if Conf.ORM else [])]
     for alias in dict.fromkeys(aliases):
         connection = connections[alias]
         try:
-            executor = MigrationExecutor(connection)
-            plan = executor.migration_plan(executor.loader.graph.leaf_nodes("django_q"))
+            missing = missing_django_q_migrations(connection)
         except DatabaseError as error:
             reason = _scrub(error, _secrets(settings.DATABASES[alias]))
             raise refusal(
@@ -118,10 +118,10 @@ def check_migrations() -> None:
         finally:
             # The cluster forks next; its processes must not share this connection.
             connection.close()
-        if plan:
+        if missing:
             option = "" if alias == "default" else f" --database={alias}"
             raise refusal(
-                f"{MIGRATIONS_ID}: database '{alias}' lacks {len(plan)} of Django-Q2's "
+                f"{MIGRATIONS_ID}: database '{alias}' lacks {len(missing)} of Django-Q2's "
                 f"migrations. HINT: run python manage.py migrate{option}",
                 EXIT_MIGRATIONS_MISSING,
             )
