@@ -1,0 +1,179 @@
+"""Public projects' ``Q_CLUSTER`` settings (tests/corpus), unchanged: migrate, check, a worker.
+
+Installing the plugin must not stop a project's other commands: with each entry ``migrate`` and
+``check`` succeed without an error of this package, and a worker starts, runs a real task and
+stops on SIGTERM with exit 0. A worker-only concern that the start refuses is silenced the
+documented way, in the process's ``SILENCED_CHECKS``, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.corpus import CORPUS, SEVERAL_BROKERS, Entry, located
+from tests.harness import WORKER_COMMAND, Project, Worker, sqlite_databases
+from tests.services import Postgres, Server
+
+DATABASE_CACHE = "django.core.cache.backends.db.DatabaseCache"
+# The monitor logs this once a result is stored.
+PROCESSED = "Processed '"
+RESULT_TIMEOUT = 90
+
+
+def output(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file with every migration applied, copied into each SQLite entry's project."""
+    template = Project(tmp_path_factory.mktemp("corpus") / "template")
+    template.migrate()
+    return template.root / "db.sqlite3"
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres_server: Postgres, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The name of a PostgreSQL database with every migration applied, to clone per entry."""
+    name = f"corpus_template_{uuid.uuid4().hex[:8]}"
+    database = postgres_server.create_database(name)
+    root = tmp_path_factory.mktemp("corpus") / "postgres-template"
+    Project(root, settings={"DATABASES": {"default": database}}).migrate()
+    return name
+
+
+def cloned_postgres(server: Postgres, template: str) -> dict[str, Any]:
+    """Create a database from ``template`` and return its ``DATABASES`` entry."""
+    import psycopg
+
+    name = f"corpus_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(
+        host=server.host, port=server.port, user=server.user, dbname="postgres", autocommit=True
+    ) as connection:
+        connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name,
+        "USER": server.user,
+        "HOST": server.host,
+        "PORT": str(server.port),
+    }
+
+
+def processes(entry: Entry) -> dict[str, dict[str, Any]]:
+    """The worker process, and one for the entry's named cluster if it has one."""
+    worker: dict[str, Any] = {"BACKEND": "djangoq2"}
+    if entry.silenced_at_start:
+        worker["SILENCED_CHECKS"] = list(entry.silenced_at_start)
+    found = {"worker": worker}
+    if entry.alt_cluster:
+        found[f"worker-{entry.alt_cluster}"] = {**worker, "ARGS": {"name": entry.alt_cluster}}
+    return found
+
+
+def entry_project(entry: Entry, request: pytest.FixtureRequest, root: Path) -> Project:
+    """A throwaway project with the entry's settings, on the tests' own servers."""
+    redis_host, redis_port = "", 0
+    if entry.uses_redis:
+        redis: Server = request.getfixturevalue("redis_server")
+        request.getfixturevalue("redis_db")  # flushed before and after the test
+        redis_host, redis_port = redis.host, redis.port
+    root.mkdir(parents=True)
+    if entry.database == "postgres":
+        server: Postgres = request.getfixturevalue("postgres_server")
+        database = cloned_postgres(server, request.getfixturevalue("migrated_postgres"))
+        databases = {"default": database}
+    else:
+        shutil.copy(request.getfixturevalue("migrated_sqlite"), root / "db.sqlite3")
+        databases = sqlite_databases(root)
+    settings = {
+        "DATABASES": databases,
+        "CACHES": located(entry.caches, redis_host, redis_port, root),
+        "Q_CLUSTER": located(entry.q_cluster, redis_host, redis_port, root),
+        "PRODUCTION_PROCESSES": processes(entry),
+        **entry.django_settings,
+    }
+    return Project(root, settings=settings)
+
+
+def uses_database_cache(entry: Entry) -> bool:
+    return any(cache["BACKEND"] == DATABASE_CACHE for cache in entry.caches.values())
+
+
+def alt_timeout(entry: Entry) -> object:
+    """The ``timeout`` that the named cluster runs with: its own, else ``Q_CLUSTER``'s."""
+    assert entry.alt_cluster
+    own = entry.q_cluster["ALT_CLUSTERS"][entry.alt_cluster]
+    return own.get("timeout", entry.q_cluster.get("timeout"))
+
+
+@pytest.mark.parametrize("entry", CORPUS, ids=[entry.name for entry in CORPUS])
+def test_migrate_check_and_worker_accept_the_settings(
+    entry: Entry, request: pytest.FixtureRequest, tmp_path: Path, workers: list[Worker]
+) -> None:
+    project = entry_project(entry, request, tmp_path / "project")
+    # The database is migrated already (from a template): these commands are independent,
+    # and running them side by side keeps the corpus fast.
+    with ThreadPoolExecutor() as pool:
+        migrate = pool.submit(project.manage, "migrate")
+        check = pool.submit(project.manage, "check")
+        commands = [migrate, check]
+        if uses_database_cache(entry):
+            commands.append(pool.submit(project.manage, "createcachetable"))
+        enqueued = pool.submit(project.enqueue, "add", 2, 3)
+        alt_enqueued = (
+            pool.submit(project.enqueue, "cluster_settings", cluster=entry.alt_cluster)
+            if entry.alt_cluster
+            else None
+        )
+
+    # Django's check framework makes these commands exit non-zero on any Error.
+    for command in commands:
+        assert command.result().returncode == 0, output(command.result())
+    for check_id in entry.silenced_at_start:
+        # The worker's SILENCED_CHECKS answers a warning that `check` reports.
+        assert check_id in output(check.result())
+    [task_id] = enqueued.result()
+    alt_ids = alt_enqueued.result() if alt_enqueued else []
+    started = [project.start(WORKER_COMMAND, name) for name in processes(entry)]
+    workers.extend(started)
+    for worker in started:
+        worker.wait_for_output(PROCESSED, timeout=RESULT_TIMEOUT)
+    results = {task["id"]: task for task in project.report()["tasks"]}
+
+    assert results[task_id]["success"], results[task_id]
+    assert results[task_id]["result"] == 5
+    assert results[task_id]["cluster"] == entry.cluster_name
+    for alt_id in alt_ids:
+        assert results[alt_id]["success"], results[alt_id]
+        assert results[alt_id]["cluster"] == entry.alt_cluster
+        assert results[alt_id]["result"]["cluster_name"] == entry.alt_cluster
+        assert results[alt_id]["result"]["timeout"] == alt_timeout(entry)
+    for worker in started:
+        assert worker.stop(signal.SIGTERM) == 0, worker.output()
+        assert "Traceback" not in worker.output()
+
+
+def test_redis_and_django_redis_on_one_server_are_one_broker(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # Django-Q2's own test settings: the django-redis connection when the package is
+    # installed, `redis` otherwise, and both name the same server.
+    [entry] = [entry for entry in CORPUS if entry.name == "django-q2-tests"]
+    assert entry.brokers == ["django_redis", "redis"]
+    project = entry_project(entry, request, tmp_path / "project")
+    assert (
+        project.settings["Q_CLUSTER"]["redis"] == project.settings["CACHES"]["default"]["LOCATION"]
+    )
+
+    check = project.manage("check")
+    assert check.returncode == 0, output(check)
+    assert SEVERAL_BROKERS not in output(check)
