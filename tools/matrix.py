@@ -1,6 +1,7 @@
 """Run the test suite on every line of tools/matrix.toml, and refresh the lines' pins.
 
     python tools/matrix.py pins [LINE...]       constraints/LINE.txt for each line (uv)
+    python tools/matrix.py prepare [LINE...]    chroots, wheels and tox environments only
     python tools/matrix.py run [LINE...]        the suite on each line but the host's
     python tools/matrix.py stop-time [LINE...]  seconds from SIGTERM to exit, per line
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -37,7 +38,8 @@ LEGACY_MANYLINUX = ["manylinux1", "manylinux2010", "manylinux2014"]
 # of the time.
 PARALLEL = 2
 SUITE = ["-m", "not soak and not benchmark"]
-CHROOT_PACKAGES = ["redis-server", "postgresql", "tzdata"]
+# The services the tests start, time zones for Django, make for tests/test_sdist.py.
+CHROOT_PACKAGES = ["redis-server", "postgresql", "tzdata", "make"]
 # Copied into the chroot: the working tree without what tools and runs leave behind.
 IGNORED = shutil.ignore_patterns(
     ".git", ".venv", ".tox", ".matrix", "__pycache__", "*.pyc", ".mypy_cache", ".ruff_cache",
@@ -94,7 +96,8 @@ def _selected(names: list[str]) -> list[Line]:
     lines = load_lines()
     unknown = set(names) - {line.name for line in lines}
     if unknown:
-        sys.exit(f"unknown lines {sorted(unknown)}; tools/matrix.toml has {[x.name for x in lines]}")
+        known = ", ".join(line.name for line in lines)
+        sys.exit(f"unknown lines {', '.join(sorted(unknown))}; tools/matrix.toml has {known}")
     return [line for line in lines if not names or line.name in names]
 
 
@@ -154,37 +157,40 @@ def _in_chroot(root: Path, script: str, mounts: dict[str, Path] | None = None) -
         f"exec chroot {root} /usr/bin/env -i {environment} DEBIAN_FRONTEND=noninteractive "
         f"/bin/bash -euo pipefail -c {shlex.quote(script)}"
     )
-    return ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--", "sh", "-ec", " && ".join(steps)]  # fmt: skip
+    namespaces = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--"]
+    return [*namespaces, "sh", "-ec", " && ".join(steps)]
 
 
 def build_chroot(debian: str, pythons: set[str], log: Path) -> None:
-    """Build the chroot for Debian release ``debian`` once, with its services installed."""
+    """Build the chroot for Debian release ``debian`` once, with the packages the tests use."""
     root = CACHE / "chroots" / debian
-    if (root / ".ready").exists():
+    ready = root / ".ready"
+    wanted = " ".join(CHROOT_PACKAGES)
+    if ready.exists() and ready.read_text() == wanted:
         return
-    partial = root.with_suffix(".partial")
-    # A finished debootstrap is kept if a later step failed.
-    if not (partial / ".debootstrapped").exists():
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        include = ",".join(f"python{v},python{v}-venv" for v in sorted(pythons))
-        debootstrap = ["debootstrap", "--variant=minbase", f"--include={include}"]
-        _run([*debootstrap, debian, str(partial)], log)
-        (partial / ".debootstrapped").touch()
-    # Packages must not start their services in the chroot; the tests start their own.
-    policy = partial / "usr/sbin/policy-rc.d"
-    policy.write_text("#!/bin/sh\nexit 101\n")
-    policy.chmod(0o755)
-    createcluster = partial / "etc/postgresql-common/createcluster.conf"
-    createcluster.parent.mkdir(parents=True, exist_ok=True)
-    createcluster.write_text("create_main_cluster = false\n")
-    packages = " ".join(CHROOT_PACKAGES)
+    if not root.exists():
+        partial = root.with_suffix(".partial")
+        # A finished debootstrap is kept if a later step failed.
+        if not (partial / ".debootstrapped").exists():
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            include = ",".join(f"python{v},python{v}-venv" for v in sorted(pythons))
+            debootstrap = ["debootstrap", "--variant=minbase", f"--include={include}"]
+            _run([*debootstrap, debian, str(partial)], log)
+            (partial / ".debootstrapped").touch()
+        # Packages must not start their services in the chroot; the tests start their own.
+        policy = partial / "usr/sbin/policy-rc.d"
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+        createcluster = partial / "etc/postgresql-common/createcluster.conf"
+        createcluster.parent.mkdir(parents=True, exist_ok=True)
+        createcluster.write_text("create_main_cluster = false\n")
+        partial.rename(root)
     # The mirror may serve an unstable release's index past its Valid-Until date.
     update = "apt-get -o Acquire::Check-Valid-Until=false update"
-    install = f"{update} && apt-get install -y --no-install-recommends {packages}"
-    _run(_in_chroot(partial, f"{install} && apt-get clean"), log)
-    partial.rename(root)
-    (root / ".ready").touch()
+    install = f"{update} && apt-get install -y --no-install-recommends {wanted}"
+    _run(_in_chroot(root, f"{install} && apt-get clean"), log)
+    ready.write_text(wanted)
 
 
 def download_wheels(line: Line, log: Path) -> Path:
@@ -265,8 +271,7 @@ def run_line(line: Line, pytest_args: list[str]) -> Outcome:
     started = time.monotonic()
     try:
         if line.debian is None:
-            tox = Path(sys.executable).with_name("tox")
-            _run([str(tox), "run", "-e", line.name, "--", *SUITE, *pytest_args], log, cwd=REPO)
+            _run([str(_tox()), "run", "-e", line.name, "--", *SUITE, *pytest_args], log, cwd=REPO)
         else:
             wheels = download_wheels(line, log)
             source = copy_tree(line)
@@ -301,6 +306,29 @@ def prepare(lines: list[Line]) -> None:
             print(f"chroot {release}: ready ({time.monotonic() - started:.0f} s)", flush=True)
 
 
+def prepare_all(lines: list[Line]) -> None:
+    """Make every line ready to run: chroots, wheels, tox environments."""
+    lines = [line for line in lines if not line.host]
+    prepare(lines)
+    for line in lines:
+        started = time.monotonic()
+        log = CACHE / "logs" / f"prepare-{line.name}.log"
+        log.write_text("")
+        try:
+            if line.debian is None:
+                _run([str(_tox()), "run", "--notest", "-e", line.name], log, cwd=REPO)
+            else:
+                download_wheels(line, log)
+        except subprocess.CalledProcessError:
+            _print_tail(log)
+            raise
+        print(f"{line.name}: ready ({time.monotonic() - started:.0f} s)", flush=True)
+
+
+def _tox() -> Path:
+    return Path(sys.executable).with_name("tox")
+
+
 def run(lines: list[Line], pytest_args: list[str]) -> int:
     """Run every selected line but the host's, two at a time; return the exit status."""
     lines = [line for line in lines if not line.host]
@@ -327,9 +355,10 @@ def _print_tail(log: Path, count: int = 60) -> None:
 
 
 def _print_summary(outcome: Outcome) -> None:
-    # pytest's closing line, e.g. "== 212 passed in 250.1s ==".
-    closing = [row for row in outcome.log.read_text(errors="replace").splitlines() if " in " in row and row.startswith("=")]
-    print(f"  {outcome.line.name:32} {outcome.seconds:5.0f} s  {closing[-1] if closing else ''}")
+    # pytest's closing line, e.g. "212 passed, 1 failed in 250.1s".
+    rows = outcome.log.read_text(errors="replace").splitlines()
+    closing = [row.strip("= ") for row in rows if re.search(r"\d+ (passed|failed).* in ", row)]
+    print(f"  {outcome.line.name:28} {outcome.seconds:5.0f} s  {closing[-1] if closing else ''}")
 
 
 # Stop time --------------------------------------------------------------------------------
@@ -354,7 +383,7 @@ def stop_time(lines: list[Line], samples: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("pins", "run", "stop-time"):
+    for name in ("pins", "prepare", "run", "stop-time"):
         command = commands.add_parser(name)
         command.add_argument("lines", nargs="*", metavar="LINE")
         if name == "run":
@@ -365,6 +394,9 @@ def main() -> int:
     lines = _selected(options.lines)
     if options.command == "pins":
         pins(lines)
+        return 0
+    if options.command == "prepare":
+        prepare_all(lines)
         return 0
     if options.command == "stop-time":
         stop_time(lines, options.samples)
