@@ -21,6 +21,7 @@ import psutil
 import pytest
 from django_q.humanhash import humanize
 
+from prodserver_djangoq2.runner import KILL_GRACE
 from tests.harness import ORM_Q_CLUSTER, REPO, Project, Worker
 
 # Small enough that tasks handed back by a killed worker come back within seconds.
@@ -313,17 +314,93 @@ def test_signal_while_the_cluster_is_created_stops_before_it_starts() -> None:
 def test_leftover_process_ignoring_sigterm_is_killed() -> None:
     result = run_python(
         """
-        import subprocess, sys
+        import subprocess, sys, time
         import psutil
-        from prodserver_djangoq2.runner import _end_descendants
+        from prodserver_djangoq2.runner import Children
 
+        children = Children()
+        children.adopt_orphans()
         stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); " \\
             "print(flush=True); time.sleep(60)"
         child = subprocess.Popen([sys.executable, "-c", stubborn], stdout=subprocess.PIPE)
         child.stdout.readline()
-        _end_descendants()
+        children.end(time.sleep)
         print(psutil.pid_exists(child.pid), psutil.Process().children())
         """
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "False []\n"
+
+
+# Started by the project's settings in the worker only, like multiprocessing's resource tracker
+# (which Python 3.14's default start method starts while Django-Q2 loads): children of the main
+# process that are no part of the cluster. One ignores SIGTERM and notes it; the other exits
+# with status 7, which the code that started it reads later.
+PROCESSES_BEFORE_THE_CLUSTER = """
+import subprocess, sys, threading, time
+
+if "worker" in sys.argv:
+    SIDECAR = subprocess.Popen([sys.executable, "-c", {sidecar!r}])
+    SHORT_LIVED = subprocess.Popen(["sh", "-c", "sleep 3; exit 7"])
+
+    def _wait_for_short_lived():
+        time.sleep(6)
+        print(f"short-lived child exited with {{SHORT_LIVED.wait()}}", flush=True)
+
+    threading.Thread(target=_wait_for_short_lived, daemon=True).start()
+""".format(
+    sidecar="import pathlib, signal, time\n"
+    "signal.signal(signal.SIGTERM, lambda *_: pathlib.Path('sidecar-signalled').touch())\n"
+    "time.sleep(120)\n"
+)
+
+
+def test_processes_started_before_the_cluster_are_neither_signalled_nor_reaped(
+    tmp_path: Path, workers: list[Worker]
+) -> None:
+    project = Project(tmp_path / "project", extra_settings_code=PROCESSES_BEFORE_THE_CLUSTER)
+    project.migrate()
+    worker = project.start("prodserver", "worker")
+    workers.append(worker)
+    worker.wait_for_output("running.")
+    [sidecar] = [
+        child
+        for child in psutil.Process(worker.pid).children()
+        if "sidecar-signalled" in " ".join(child.cmdline())
+    ]
+    worker.wait_for_output("short-lived child exited with", timeout=STOP_WAIT)
+    assert "short-lived child exited with 7" in worker.output()
+    signalled = time.monotonic()
+    assert worker.stop(signal.SIGTERM, timeout=STOP_WAIT) == 0
+    assert time.monotonic() - signalled < KILL_GRACE, "the stop waited out its kill grace"
+    assert sidecar.is_running()
+    assert not (project.root / "sidecar-signalled").exists()
+    sidecar.kill()
+
+
+FORKSERVER = 'import multiprocessing\nmultiprocessing.set_start_method("forkserver", force=True)\n'
+
+
+@pytest.mark.parametrize("whole_group", [False, True], ids=["main-only", "every-process"])
+def test_stop_under_the_forkserver_start_method(
+    tmp_path: Path, workers: list[Worker], whole_group: bool
+) -> None:
+    # Python 3.14's default on Linux. Django-Q2's modules then start multiprocessing's resource
+    # tracker in the main process, which ignores SIGTERM and exits once the main process has.
+    project = Project(tmp_path / "project", extra_settings_code=FORKSERVER)
+    project.migrate()
+    [task] = project.enqueue("add", 1, 2)
+    worker = project.start("prodserver", "worker")
+    workers.append(worker)
+    assert project.wait_for_results([task], worker=worker)[task]["result"] == 3
+    [tracker] = [
+        child
+        for child in psutil.Process(worker.pid).children()
+        if "resource_tracker" in " ".join(child.cmdline())
+    ]
+    signalled = time.monotonic()
+    assert worker.stop(signal.SIGTERM, timeout=STOP_WAIT, whole_group=whole_group) == 0
+    assert time.monotonic() - signalled < KILL_GRACE, "the stop waited out its kill grace"
+    tracker.wait(timeout=STOP_WAIT)
+    for noise in ("Traceback", "Exception ignored", "leaked", "resource_tracker"):
+        assert noise not in worker.output()
