@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from django.apps import apps
 from django.core.management import CommandError
 
-from . import hook, preflight, process
+from . import autoreload, hook, preflight, process
 from .compatibility import django_q2_problem
 from .errors import ConfigurationError, refusal
 from .reexec import reexec
@@ -77,6 +77,8 @@ class DjangoQ2Worker(ProcessBackend):
             switch_cluster(entry)
         except ConfigurationError as error:
             raise refusal(str(error)) from None
+        if entry.reload and not autoreload.is_watched_child():
+            sys.exit(autoreload.run_with_reloader())
         from django_q.conf import Conf
 
         runner = ClusterRunner(entry.stop_timeout_for(Conf.TIMEOUT))

@@ -64,7 +64,23 @@ def check_process(name: str, config: Mapping[str, Any]) -> list[CheckMessage]:
     q_cluster = as_written()
     if not isinstance(q_cluster, dict):
         return []
-    return [*_check_cluster_name(entry, q_cluster), *_check_stop_timeout(entry, q_cluster)]
+    return [
+        *_check_cluster_name(entry, q_cluster),
+        *_check_stop_timeout(entry, q_cluster),
+        *_check_reload(entry),
+    ]
+
+
+def _check_reload(entry: process.ProcessEntry) -> list[CheckMessage]:
+    if not entry.reload or settings.DEBUG:
+        return []
+    return [
+        Warning(
+            f"PRODUCTION_PROCESSES['{entry.name}'] has RELOAD on while DEBUG is off.",
+            hint="RELOAD restarts the worker whenever code changes: keep it for development.",
+            id="prodserver_djangoq2.W007",
+        )
+    ]
 
 
 def _check_cluster_name(

@@ -53,6 +53,7 @@ class ProcessEntry:
     stop_timeout: float | None
     ping_timeout: float
     silenced_checks: frozenset[str]
+    reload: bool = False
 
     @property
     def where(self) -> str:
@@ -158,6 +159,7 @@ def _parse(
         DEFAULT_PING_TIMEOUT,
     )
     silenced = attempt(lambda: _silenced_checks(config, name), frozenset[str]())
+    reload = attempt(lambda: _reload(config, name), False)
     if errors:
         return None, errors
     entry = ProcessEntry(
@@ -172,6 +174,7 @@ def _parse(
         stop_timeout=stop_timeout,
         ping_timeout=ping_timeout,
         silenced_checks=silenced,
+        reload=reload,
     )
     return entry, []
 
@@ -266,3 +269,14 @@ def cluster_named_on_command_line(argv: list[str]) -> str | None:
         args = {"name": name_parser.parse_known_args(shlex.split(args))[0].name}
     name = arguments.written_name(args, None) if isinstance(args, Mapping) else None
     return name if isinstance(name, str) and name.strip() else None
+
+
+def _reload(config: Mapping[str, Any], name: str) -> bool:
+    value = config.get("RELOAD", False)
+    if not isinstance(value, bool):
+        raise ConfigurationError(
+            "prodserver_djangoq2.E026",
+            f"PRODUCTION_PROCESSES['{name}']['RELOAD'] must be True or False, not {value!r}.",
+            "Set it to True only for development: it restarts the worker on code changes.",
+        )
+    return value
