@@ -64,6 +64,7 @@ def _scan_directories(group: str) -> list[EntryPoint] | None:
             return None
         except OSError:
             continue
+        prefix = os.path.join(entry, "")
         for child in children:
             low = child.lower()
             if not low.endswith(METADATA_SUFFIXES):
@@ -72,15 +73,25 @@ def _scan_directories(group: str) -> list[EntryPoint] | None:
             if name in seen:
                 continue
             seen.add(name)
-            info = os.path.join(entry, child)
-            try:
-                with open(os.path.join(info, "entry_points.txt"), "rb") as file:
-                    declares = header in file.read()
-            except OSError:  # no entry points, or a single-file .egg-info
-                continue
-            if declares:
-                found += PathDistribution(Path(info)).entry_points.select(group=group)
+            if header in _entry_points_text(f"{prefix}{child}/entry_points.txt"):
+                found += PathDistribution(Path(prefix + child)).entry_points.select(group=group)
     return found
+
+
+def _entry_points_text(path: str) -> bytes:
+    """Return the file's bytes; none if it is missing (most distributions have none)."""
+    # Hundreds of files are tried: os.open spares the file objects that open() builds.
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:  # no entry points, or a single-file .egg-info
+        return b""
+    try:
+        chunks = []
+        while chunk := os.read(descriptor, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(descriptor)
 
 
 def _finds_other_distributions(finder: object) -> bool:
@@ -88,8 +99,10 @@ def _finds_other_distributions(finder: object) -> bool:
 
 
 def _normalize(name: str) -> str:
-    """Return a distribution name as importlib.metadata compares them."""
-    return NAME_SEPARATORS.sub("_", name).lower()
+    """Return a lowercase distribution name as importlib.metadata compares them."""
+    if "." not in name and "__" not in name:  # most names: nothing to replace
+        return name
+    return NAME_SEPARATORS.sub("_", name)
 
 
 def resolve_backend(path: str) -> Any:
