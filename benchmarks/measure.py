@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import os
 import resource
+import select
 import sqlite3
 import statistics
 import time
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib.metadata import version
 
 import psutil
 
-from tests.harness import Project, Worker
+from tests.harness import ORM_Q_CLUSTER, Project, Worker
 
 # Short enough to add under 1% to a run of a few seconds; a COUNT on SQLite costs microseconds.
 POLL_INTERVAL = 0.02
@@ -30,6 +32,13 @@ def plugin_command(process: str = PLUGIN_PROCESS) -> tuple[str, ...]:
 
 
 QCLUSTER = ("qcluster",)
+# save_limit 0 keeps every result, so that counting them counts the tasks done.
+ORM = {**ORM_Q_CLUSTER, "name": "bench", "save_limit": 0}
+
+
+def command(kind: str, process: str = PLUGIN_PROCESS) -> tuple[str, ...]:
+    """Return the ``manage.py`` arguments of ``kind``: ``"plugin"`` or ``"qcluster"``."""
+    return plugin_command(process) if kind == "plugin" else QCLUSTER
 
 
 class Results:
@@ -58,6 +67,16 @@ class Results:
     def clusters(self) -> list[str]:
         with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
             return [row[0] for row in db.execute("SELECT cluster FROM django_q_task")]
+
+    def first_stopped(self) -> float:
+        """Return when the first stored task finished, as a ``time.time()`` value.
+
+        The worker stamps the moment with its own clock, so no polling interval blurs it.
+        """
+        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
+            (stopped,) = db.execute("SELECT MIN(stopped) FROM django_q_task").fetchone()
+        # USE_TZ: SQLite holds UTC datetimes as ISO text without an offset.
+        return datetime.fromisoformat(stopped).replace(tzinfo=UTC).timestamp()
 
     def clear(self) -> None:
         """Delete stored results and tasks left in the ORM queue by an earlier run."""
@@ -91,6 +110,24 @@ def tree_memory(pid: int) -> tuple[float, float]:
     return rss / 2**20, uss / 2**20
 
 
+def timed_stop(worker: Worker, signum: int, timeout: float = 60) -> float:
+    """Send ``signum`` to the main process; return the seconds until it has exited with 0."""
+    # A pidfd becomes readable the moment the process exits: no polling interval in the time.
+    pidfd = os.pidfd_open(worker.pid)
+    try:
+        signalled = time.monotonic()
+        os.kill(worker.pid, signum)
+        exited = bool(select.select([pidfd], [], [], timeout)[0])
+        elapsed = time.monotonic() - signalled
+    finally:
+        os.close(pidfd)
+    if not exited:
+        worker.kill()
+        raise AssertionError(f"did not exit within {timeout}s of {signum!r}:\n{worker.output()}")
+    assert worker.process.wait() == 0, worker.output()
+    return elapsed
+
+
 def children_cpu() -> float:
     """Return the CPU seconds used so far by this process's reaped descendants."""
     # A process's time reaches its parent when the parent reaps it, so a cluster's whole tree
@@ -120,11 +157,16 @@ def alternate(runs: int, measure: Callable[[str], dict[str, float]]) -> Samples:
 
 @dataclass
 class Row:
-    """One line of a result table: medians of both commands and their ratio."""
+    """One line of a result table: medians of both commands, their ratio and its goal.
+
+    ``limit`` is the highest ratio the goal allows (times, sizes), ``floor`` the lowest
+    (rates); a row with neither is for context.
+    """
 
     metric: str
     samples: dict[str, list[float]]
-    goal: str = ""
+    limit: float | None = None
+    floor: float | None = None
     # Always plugin/qcluster: above 1 is better for a rate, worse for a time or a size.
     plugin: float = field(init=False)
     qcluster: float = field(init=False)
@@ -139,18 +181,53 @@ class Row:
         pairs = zip(self.samples["plugin"], self.samples["qcluster"], strict=True)
         self.paired = statistics.median(plugin / qcluster for plugin, qcluster in pairs)
 
+    @property
+    def goal(self) -> str:
+        if self.limit is not None:
+            return f"<= {self.limit:.2f}"
+        if self.floor is not None:
+            return f">= {self.floor:.2f}"
+        return ""
+
+    @property
+    def met(self) -> bool | None:
+        """Whether the ratio of medians meets the goal; ``None`` without a goal."""
+        if self.limit is not None:
+            return self.ratio <= self.limit
+        if self.floor is not None:
+            return self.ratio >= self.floor
+        return None
+
+
+def load_average() -> str:
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
 
 def print_table(title: str, rows: list[Row]) -> None:
     """Print the medians, ratios and goals, then every sample, below ``title``."""
     width = max(len(row.metric) for row in rows)
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    print(f"\n{title} (load average {load})")
-    print(f"{'metric':<{width}}  {'plugin':>9}  {'qcluster':>9}  {'ratio':>6}  {'paired':>6}  goal")
+    print(f"\n{title} (load average {load_average()})")
+    print(
+        f"{'metric':<{width}}  {'plugin':>9}  {'qcluster':>9}  {'ratio':>6}  {'paired':>6}  "
+        f"{'goal':<7}  met"
+    )
     for row in rows:
+        met = {True: "yes", False: "NO", None: ""}[row.met]
         print(
             f"{row.metric:<{width}}  {row.plugin:>9.3f}  {row.qcluster:>9.3f}  "
-            f"{row.ratio:>6.3f}  {row.paired:>6.3f}  {row.goal}"
+            f"{row.ratio:>6.3f}  {row.paired:>6.3f}  {row.goal:<7}  {met}"
         )
     for row in rows:
         for kind, values in row.samples.items():
             print(f"  {row.metric} {kind}: {', '.join(f'{v:.3f}' for v in values)}")
+    print_outcome(rows)
+
+
+def print_outcome(rows: list[Row]) -> None:
+    """Print which goals the ratios of medians meet: the benchmark's outcome, not a test's."""
+    judged = [row for row in rows if row.met is not None]
+    if not judged:
+        return
+    missed = [row.metric for row in judged if not row.met]
+    print(f"Benchmark outcome: {len(judged) - len(missed)} of {len(judged)} goals met", end="")
+    print(f"; not met: {'; '.join(missed)}" if missed else "")

@@ -1,0 +1,261 @@
+"""What every process pays for the plugin: resolving ``"djangoq2"``, importing the app.
+
+Both are measured in fresh interpreters, since a first call and an import happen once per
+process. Name resolution runs among 300 extra installed distributions; the import cost is
+that of a web process, which has the app installed but never starts a worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.conftest import memory_directory
+from benchmarks.measure import load_average
+from tests.harness import REPO
+
+pytestmark = pytest.mark.benchmark
+
+DISTRIBUTIONS = 300
+# One in this many has console scripts; one in BACKEND_EVERY registers a backend too.
+SCRIPTS_EVERY = 3
+BACKEND_EVERY = 30
+RESOLUTION_RUNS = 11
+# importlib.metadata reads every distribution again on each call: a few calls show that.
+CACHED_CALLS = {"plugin": 100_000, "importlib.metadata": 5}
+IMPORT_RUNS = 11
+APP = "prodserver_djangoq2"
+
+RESOLVE = """\
+import json, sys, time
+import django
+
+django.setup()
+import prodserver_djangoq2.backend  # the dotted path imports it too: not a cost of the name
+
+if sys.argv[1] == "plugin":
+    from prodserver_djangoq2.discovery import resolve_backend
+else:
+    from importlib.metadata import entry_points
+
+    def resolve_backend(name):
+        (point,) = entry_points(group="django_prodserver.backends", name=name)
+        return point.load()
+
+wall, cpu = time.perf_counter(), time.process_time()
+resolve_backend("djangoq2")
+first, first_cpu = time.perf_counter() - wall, time.process_time() - cpu
+wall = time.perf_counter()
+for _ in range(int(sys.argv[2])):
+    resolve_backend("djangoq2")
+cached = (time.perf_counter() - wall) / int(sys.argv[2])
+print(json.dumps({"first": first, "first CPU": first_cpu, "cached": cached}))
+"""
+
+# Times each app's ready() and lists the modules imported while it runs.
+SETUP = """\
+import json, sys, time
+from django.apps import config
+
+create = config.AppConfig.create.__func__
+ready_times = {}
+
+
+def timed_create(cls, entry):
+    app_config = create(cls, entry)
+    ready = app_config.ready
+
+    def timed_ready():
+        before, start = set(sys.modules), time.perf_counter()
+        ready()
+        imported = sorted(set(sys.modules) - before)
+        ready_times[app_config.name] = (time.perf_counter() - start, imported)
+
+    app_config.ready = timed_ready
+    return app_config
+
+
+config.AppConfig.create = classmethod(timed_create)
+import django
+
+start = time.perf_counter()
+django.setup()
+setup = time.perf_counter() - start
+print(json.dumps({"setup": setup, "ready": ready_times, "modules": sorted(sys.modules)}))
+"""
+
+WEB_SETTINGS = """\
+from tests.project_base import *  # noqa: F403
+
+DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"}}}}
+Q_CLUSTER = {{"name": "web", "orm": "default", "timeout": 30, "retry": 60}}
+PRODUCTION_PROCESSES = {{"worker": {{"BACKEND": "djangoq2"}}}}
+INSTALLED_APPS = [app for app in INSTALLED_APPS if {keep}]
+"""
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Iterator[Path]:
+    root = memory_directory("prodserver-djangoq2-names-") or tmp_path
+    yield root
+    if root != tmp_path:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def write_distributions(root: Path) -> None:
+    """Write ``DISTRIBUTIONS`` installed distributions, some with entry points, under ``root``."""
+    for index in range(DISTRIBUTIONS):
+        name = f"package_{index:03d}"
+        info = root / f"{name}-1.{index}.dist-info"
+        info.mkdir(parents=True)
+        metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.{index}\n"
+        (info / "METADATA").write_text(metadata)
+        (info / "RECORD").write_text(f"{name}/__init__.py,,\n")
+        if index % SCRIPTS_EVERY:
+            continue
+        lines = ["[console_scripts]", f"{name}-cli = {name}.cli:main"]
+        if index % BACKEND_EVERY == 0:
+            lines += ["", "[django_prodserver.backends]", f"backend{index} = {name}:Backend"]
+        (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+
+
+def run_python(*args: str, path: list[Path], env: dict[str, str] | None = None) -> Any:
+    """Run ``python *args`` in a fresh interpreter; return its JSON output and its stderr."""
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(str(directory) for directory in [*path, REPO]),
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        **(env or {}),
+    }
+    result = subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=environment,
+        timeout=120,
+    )
+    return json.loads(result.stdout), result.stderr
+
+
+def test_name_resolution_among_300_distributions(scratch: Path) -> None:
+    write_distributions(scratch)
+    samples: dict[str, dict[str, list[float]]] = {}
+    for _ in range(RESOLUTION_RUNS):
+        for kind in ("plugin", "importlib.metadata"):
+            measured, _ = run_python("-c", RESOLVE, kind, str(CACHED_CALLS[kind]), path=[scratch])
+            for metric, value in measured.items():
+                samples.setdefault(metric, {}).setdefault(kind, []).append(value)
+
+    medians = {
+        metric: {kind: statistics.median(values) for kind, values in by_kind.items()}
+        for metric, by_kind in samples.items()
+    }
+    print(
+        f"\nResolving 'djangoq2' with {DISTRIBUTIONS} extra distributions installed, "
+        f"fresh interpreters, medians of {RESOLUTION_RUNS} (load average {load_average()})"
+    )
+    print(f"{'call':<16}  {'plugin':>10}  {'entry_points()':>14}  {'ratio':>6}  goal      met")
+    goals = {"first": 0.010, "first CPU": 0.010, "cached": 10e-6}
+    for metric, goal in goals.items():
+        plugin, stdlib = medians[metric]["plugin"], medians[metric]["importlib.metadata"]
+        unit, scale = ("µs", 1e6) if metric == "cached" else ("ms", 1e3)
+        met = "yes" if plugin < goal else "NO"
+        print(
+            f"{metric:<16}  {plugin * scale:>7.3f} {unit}  {stdlib * scale:>11.3f} {unit}  "
+            f"{plugin / stdlib:>6.3f}  < {goal * scale:g} {unit}  {met}"
+        )
+    for metric, by_kind in samples.items():
+        for kind, values in by_kind.items():
+            print(f"  {metric} {kind}: {', '.join(f'{v * 1e3:.3f}' for v in values)} ms")
+
+
+def parse_importtime(stderr: str) -> dict[str, float]:
+    """Return each module's own import time in seconds from ``-X importtime`` output."""
+    own: dict[str, float] = {}
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "[us]" in line:
+            continue
+        fields = line.removeprefix("import time:").split("|")
+        own[fields[2].strip()] = int(fields[0]) / 1e6
+    return own
+
+
+def app_cost(with_app: dict[str, Any], own: dict[str, float], baseline: set[str]) -> float:
+    """Return the seconds that the app adds to ``django.setup()``.
+
+    That is the import time of every module that only the app brings in, plus the time of
+    its ready() that is not spent importing (reading metadata, registering checks).
+    """
+    ready, imported_in_ready = with_app["ready"][APP]
+    added = [module for module in with_app["modules"] if module not in baseline]
+    return (
+        sum(own.get(module, 0) for module in added)
+        + ready
+        - sum(own.get(module, 0) for module in imported_in_ready)
+    )
+
+
+def test_import_cost_in_a_web_process(scratch: Path) -> None:
+    for variant, keep in (("with_app", "True"), ("without_app", f"app != {APP!r}")):
+        (scratch / f"{variant}.py").write_text(WEB_SETTINGS.format(keep=keep))
+    costs: list[float] = []
+    setups: dict[str, list[float]] = {"with": [], "without": []}
+    added_times: dict[str, list[float]] = {}
+    ready_rest: list[float] = []
+    for _ in range(IMPORT_RUNS):
+        without, _ = run_python(
+            "-X",
+            "importtime",
+            "-c",
+            SETUP,
+            path=[scratch],
+            env={"DJANGO_SETTINGS_MODULE": "without_app"},
+        )
+        with_app, stderr = run_python(
+            "-X",
+            "importtime",
+            "-c",
+            SETUP,
+            path=[scratch],
+            env={"DJANGO_SETTINGS_MODULE": "with_app"},
+        )
+        own = parse_importtime(stderr)
+        baseline = set(without["modules"])
+        assert APP not in baseline and APP in with_app["modules"]
+        costs.append(app_cost(with_app, own, baseline))
+        setups["with"].append(with_app["setup"])
+        setups["without"].append(without["setup"])
+        for module in with_app["modules"]:
+            if module not in baseline:
+                added_times.setdefault(module, []).append(own.get(module, 0))
+        ready, imported_in_ready = with_app["ready"][APP]
+        ready_rest.append(ready - sum(own.get(module, 0) for module in imported_in_ready))
+
+    cost = statistics.median(costs)
+    print(
+        f"\nWhat installing the app adds to django.setup() in a web process, fresh "
+        f"interpreters, medians of {IMPORT_RUNS} (load average {load_average()})"
+    )
+    print(f"added: {cost * 1e3:.2f} ms (goal < 2 ms: {'yes' if cost < 0.002 else 'NO'})")
+    print(f"  ready() apart from imports: {statistics.median(ready_rest) * 1e3:.2f} ms")
+    heaviest = sorted(added_times.items(), key=lambda item: -statistics.median(item[1]))
+    for module, times in heaviest[:15]:
+        print(f"  import {module}: {statistics.median(times) * 1e3:.2f} ms")
+    print(f"  ... {len(heaviest)} modules added in all")
+    print(
+        "django.setup() with / without the app (context, both under -X importtime): "
+        f"{statistics.median(setups['with']) * 1e3:.1f} / "
+        f"{statistics.median(setups['without']) * 1e3:.1f} ms"
+    )
+    for value in costs:
+        print(f"  added: {value * 1e3:.2f} ms")

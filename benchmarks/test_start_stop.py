@@ -1,0 +1,122 @@
+"""Start-up, idle stop and idle memory of the plugin's worker against plain ``qcluster``.
+
+Both commands run on a small project and on a generated big one (``big_project``: dozens of
+apps, over a thousand migrations), alternately, several times; the table gives the medians
+and their ratios, and whether each ratio meets the goal of issue 12. Only wrong results fail
+the benchmark, never a timing. See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from benchmarks.big_project import APPS, migration_count
+from benchmarks.measure import (
+    ORM,
+    Results,
+    Row,
+    Samples,
+    alternate,
+    command,
+    print_table,
+    timed_stop,
+    tree_memory,
+)
+from tests.harness import Project, Worker
+
+pytestmark = pytest.mark.benchmark
+
+RUNS = 7
+# Idle time after the first task, for start-up work (first Stat saves) to settle before the
+# memory is read and the stop signal sent.
+SETTLE = 2.0
+NAMED = "high"
+SETTINGS: dict[str, Any] = {
+    "Q_CLUSTER": {**ORM, "ALT_CLUSTERS": {NAMED: {"workers": 2}}},
+    "PRODUCTION_PROCESSES": {
+        "worker": {"BACKEND": "djangoq2"},
+        NAMED: {"BACKEND": "djangoq2", "ARGS": {"name": NAMED}},
+    },
+}
+
+Measure = Callable[[str], dict[str, float]]
+
+
+def start_to_first_task(
+    project: Project, workers: list[Worker], kind: str, cluster: str | None = None
+) -> tuple[Worker, float]:
+    """Start ``kind`` with one task queued; return it and the seconds until that task ended.
+
+    Measured from just before the process is created to the end of the task as the worker's
+    clock stamped it in ``django_q_task.stopped``.
+    """
+    results = Results(project)
+    results.clear()
+    project.enqueue("noop", cluster=cluster)
+    # qcluster serves a named cluster from the environment, the plugin from ARGS.
+    environment = {"Q_CLUSTER_NAME": cluster} if cluster and kind == "qcluster" else {}
+    started = time.time()
+    worker = project.start(*command(kind, cluster or "worker"), env=environment)
+    workers.append(worker)
+    results.wait_for(1, worker)
+    assert results.successes() == 1, worker.output()
+    assert results.clusters() == [cluster or ORM["name"]], worker.output()
+    return worker, results.first_stopped() - started
+
+
+def start_idle_stop(project: Project, workers: list[Worker]) -> Measure:
+    def measure(kind: str) -> dict[str, float]:
+        worker, start = start_to_first_task(project, workers, kind)
+        time.sleep(SETTLE)
+        # Sentinel, monitor, pusher and two workers.
+        assert len(worker.descendants()) >= 5, worker.output()
+        resident, _ = tree_memory(worker.pid)
+        # Only the main process gets the signal, as a process manager sends it.
+        stop = timed_stop(worker, signal.SIGTERM)
+        return {"start": start, "RSS": resident, "stop": stop}
+
+    return measure
+
+
+def named_start(project: Project, workers: list[Worker]) -> Measure:
+    def measure(kind: str) -> dict[str, float]:
+        worker, start = start_to_first_task(project, workers, kind, cluster=NAMED)
+        assert worker.stop(signal.SIGTERM) == 0, worker.output()
+        return {"start": start}
+
+    return measure
+
+
+def test_start_stop_and_memory(
+    make_project: Callable[..., Project], big_project: Project, workers: list[Worker]
+) -> None:
+    small = make_project("small", **SETTINGS)
+    big_project.settings.update(SETTINGS)
+    big_project.write()
+    projects = {"small": small, "big": big_project}
+
+    cycles: dict[str, Samples] = {}
+    named: dict[str, Samples] = {}
+    for size, project in projects.items():
+        cycles[size] = alternate(RUNS, start_idle_stop(project, workers))
+        named[size] = alternate(RUNS, named_start(project, workers))
+
+    print_table(
+        f"Start-up, idle stop and idle memory; small project, and big project of {APPS} apps "
+        f"and {migration_count()} migrations",
+        [
+            Row("start to first task, small (s)", cycles["small"]["start"], limit=1.05),
+            Row("start to first task, big (s)", cycles["big"]["start"], limit=1.05),
+            Row("named cluster start, small (s)", named["small"]["start"], limit=1.10),
+            Row("named cluster start, big (s)", named["big"]["start"], limit=1.10),
+            Row("SIGTERM to exit, idle, small (s)", cycles["small"]["stop"], limit=1.00),
+            Row("SIGTERM to exit, idle, big (s)", cycles["big"]["stop"], limit=1.00),
+            Row("idle RSS of the tree, small (MiB)", cycles["small"]["RSS"], limit=1.05),
+            Row("idle RSS of the tree, big (MiB)", cycles["big"]["RSS"], limit=1.05),
+        ],
+    )
