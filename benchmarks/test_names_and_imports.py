@@ -132,7 +132,9 @@ def run_python(*args: str, path: list[Path], env: dict[str, str] | None = None) 
     """Run ``python *args`` in a fresh interpreter; return its JSON output and its stderr."""
     environment = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join(str(directory) for directory in [*path, REPO]),
+        "PYTHONPATH": os.pathsep.join(
+            [*map(str, [*path, REPO]), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         **(env or {}),
     }
