@@ -243,6 +243,17 @@ CASES = [
         status=0,
         migrate=True,
     ),
+    Case("reload_not_a_bool", ids("E026"), {"PRODUCTION_PROCESSES": worker(RELOAD=1)}),
+    Case(
+        "reload_without_debug_warns",
+        ids("W007"),
+        {
+            "PRODUCTION_PROCESSES": worker(RELOAD=True, ARGS={"run-once": None}),
+            "LOGGING": QUIET_LOGGING,
+        },
+        status=0,
+        migrate=True,
+    ),
     Case(
         "silenced_system_checks",
         ids("E009"),

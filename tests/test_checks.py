@@ -378,6 +378,7 @@ def test_production_processes_entry_without_backend(entry: object) -> None:
         ({"PING_TIMEOUT": 0}, "E020"),
         ({"SILENCED_CHECKS": "prodserver_djangoq2.W002"}, "E021"),
         ({"SILENCED_CHECKS": [2]}, "E021"),
+        ({"RELOAD": "yes"}, "E026"),
     ],
 )
 def test_production_processes_entry_invalid(entry: dict[str, Any], code: str) -> None:

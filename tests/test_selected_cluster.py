@@ -105,7 +105,7 @@ def test_the_default_cluster_keeps_its_own_settings(
 def test_the_cluster_is_known_from_the_command_line(argv: list[str], expected: str | None) -> None:
     from django.test import override_settings
 
-    from prodserver_djangoq2.process import cluster_named_on_command_line
+    from prodserver_djangoq2.process import cluster_named_in, started_entry
 
     processes = {
         "worker": {"BACKEND": "djangoq2"},
@@ -113,7 +113,8 @@ def test_the_cluster_is_known_from_the_command_line(argv: list[str], expected: s
         "worker-string": {"BACKEND": "djangoq2", "ARGS": "--run-once -n short"},
     }
     with override_settings(PRODUCTION_PROCESSES=processes):
-        assert cluster_named_on_command_line(argv) == expected
+        entry = started_entry(argv)
+        assert (entry and cluster_named_in(entry)) == expected
 
 
 def test_a_named_cluster_starts_once_with_the_short_name(long_cluster: Project) -> None:

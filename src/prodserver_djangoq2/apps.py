@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 from django.apps import AppConfig
 
 from . import cluster_settings, process
 
 # Runs while Django imports the apps, before django_q evaluates Q_CLUSTER when this app is
-# listed first. A worker for a named cluster selects it here, the way Django-Q2 documents
-# (Q_CLUSTER_NAME), so that it need not start over once Django is set up; values that would
-# crash Django-Q2 are kept from it and reported by the checks instead.
-_cluster = process.cluster_named_on_command_line(sys.argv)
-if _cluster is not None:
-    os.environ.setdefault(process.CLUSTER_NAME_VARIABLE, _cluster)
+# listed first. Values that would crash Django-Q2 are kept from it and reported by the checks.
+# In a worker's own process only: its named cluster is selected the Django-Q2 way
+# (Q_CLUSTER_NAME), so that it need not start over once Django is set up; and Django-Q2's
+# warning about retry and timeout is left to the checks E009 and W002, which say it in one line.
+_worker_entry = process.started_entry(sys.argv)
+if _worker_entry is not None:
+    _cluster = process.cluster_named_in(_worker_entry)
+    if _cluster is not None:
+        os.environ.setdefault(process.CLUSTER_NAME_VARIABLE, _cluster)
+    warnings.filterwarnings(
+        "ignore", message="Retry and timeout are misconfigured", module="django_q.conf"
+    )
 cluster_settings.make_loadable()
 
 

@@ -243,11 +243,11 @@ def _silenced_checks(config: Mapping[str, Any], name: str) -> frozenset[str]:
     return frozenset(value)
 
 
-def cluster_named_on_command_line(argv: list[str]) -> str | None:
-    """Return the cluster that the worker command in ``argv`` will serve, if it is plain.
+def started_entry(argv: list[str]) -> Mapping[str, Any] | None:
+    """Return the entry that the worker command in ``argv`` starts, if it names this backend.
 
-    Read before Django-Q2 loads its settings, so that a worker serving a named cluster need
-    not start over; ``None`` leaves the choice to the backend (which then starts over).
+    Read while Django imports the apps, before Django-Q2 loads its settings; ``None`` for any
+    other command, and where only the backend itself can tell (another ``BACKEND`` path).
     """
     if len(argv) < 2 or argv[1] not in WORKER_COMMANDS:
         return None
@@ -262,6 +262,11 @@ def cluster_named_on_command_line(argv: list[str]) -> str | None:
     config = processes.get(known.process_name or next(iter(processes)))
     if not isinstance(config, Mapping) or config.get("BACKEND") not in BACKEND_NAMES:
         return None
+    return config
+
+
+def cluster_named_in(config: Mapping[str, Any]) -> str | None:
+    """Return the cluster name that an entry's ``ARGS`` gives, if it is a plain one."""
     args = config.get("ARGS", {})
     if isinstance(args, str):
         name_parser = argparse.ArgumentParser(add_help=False)
