@@ -71,7 +71,7 @@ def check_q_cluster() -> list[CheckMessage]:
         return [
             *messages,
             Warning(
-                "Q_CLUSTER is not set; Django-Q2 workers use Redis on localhost.",
+                "Q_CLUSTER is not set; Django-Q2 workers have no broker.",
                 hint="Add Q_CLUSTER = {'name': ..., 'orm': 'default'} (or another broker).",
                 id="prodserver_djangoq2.E001",
             ),
