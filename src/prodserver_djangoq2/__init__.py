@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+# Not typing.TYPE_CHECKING: the health probe imports this package and must start fast.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .backend import DjangoQ2Worker
 
 __all__ = ["DjangoQ2Worker"]

@@ -12,6 +12,7 @@ import shlex
 import sys
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -20,6 +21,10 @@ from . import arguments
 from .errors import ConfigurationError
 
 DEFAULT_PING_TIMEOUT = 5.0
+DEFAULT_HEALTH_INTERVAL = 5.0
+# A cluster with tasks waiting and idle workers is stalled after the larger of its 'timeout'
+# and this many seconds without starting a task.
+DEFAULT_STALL_AFTER = 60.0
 # Without a cluster 'timeout', tasks may run forever: a stop waits this long for them.
 DEFAULT_STOP_TIMEOUT = 30.0
 # Beyond the cluster's 'timeout': time for the sentinel to end its workers and save results.
@@ -54,6 +59,9 @@ class ProcessEntry:
     ping_timeout: float
     silenced_checks: frozenset[str]
     reload: bool = False
+    health_file: Path | None = None
+    health_interval: float = DEFAULT_HEALTH_INTERVAL
+    stall_after: float | None = None
 
     @property
     def where(self) -> str:
@@ -67,6 +75,13 @@ class ProcessEntry:
         if is_positive_number(cluster_timeout):
             return float(cluster_timeout) + STOP_MARGIN  # type: ignore[arg-type]
         return DEFAULT_STOP_TIMEOUT
+
+    def stall_after_for(self, cluster_timeout: object) -> float:
+        """Return after how long without a task started a cluster with work counts as stalled."""
+        if self.stall_after is not None:
+            return self.stall_after
+        timeout = float(cluster_timeout) if is_positive_number(cluster_timeout) else 0.0  # type: ignore[arg-type]
+        return max(timeout, DEFAULT_STALL_AFTER)
 
     def cluster_to_serve(self) -> str | None:
         """Return the cluster named by ``ARGS`` or the environment; refuse a conflict."""
@@ -160,6 +175,33 @@ def _parse(
     )
     silenced = attempt(lambda: _silenced_checks(config, name), frozenset[str]())
     reload = attempt(lambda: _reload(config, name), False)
+    health_file = attempt(lambda: _health_file(config, name), None)
+    health_interval = attempt(
+        lambda: _seconds(
+            config,
+            name,
+            "HEALTH_INTERVAL",
+            DEFAULT_HEALTH_INTERVAL,
+            "prodserver_djangoq2.E028",
+            "how often the heartbeat file is written, e.g. 5",
+        ),
+        DEFAULT_HEALTH_INTERVAL,
+    )
+    stall_after = attempt(
+        lambda: (
+            _seconds(
+                config,
+                name,
+                "STALL_AFTER",
+                DEFAULT_STALL_AFTER,
+                "prodserver_djangoq2.E029",
+                "after how many seconds without a task started a busy queue counts as stalled",
+            )
+            if "STALL_AFTER" in config
+            else None
+        ),
+        None,
+    )
     if errors:
         return None, errors
     entry = ProcessEntry(
@@ -175,6 +217,9 @@ def _parse(
         ping_timeout=ping_timeout,
         silenced_checks=silenced,
         reload=reload,
+        health_file=health_file,
+        health_interval=health_interval,
+        stall_after=stall_after,
     )
     return entry, []
 
@@ -285,3 +330,18 @@ def _reload(config: Mapping[str, Any], name: str) -> bool:
             "Set it to True only for development: it restarts the worker on code changes.",
         )
     return value
+
+
+def _health_file(config: Mapping[str, Any], name: str) -> Path | None:
+    value = config.get("HEALTH_FILE")
+    if value is None:
+        return None
+    path = Path(value) if isinstance(value, str | os.PathLike) and str(value) else None
+    if path is None or not path.parent.is_dir():
+        raise ConfigurationError(
+            "prodserver_djangoq2.E027",
+            f"PRODUCTION_PROCESSES['{name}']['HEALTH_FILE'] must be a file path in an existing "
+            f"directory, not {value!r}.",
+            "e.g. '/tmp/worker.health'; each process needs a file of its own.",
+        )
+    return path
