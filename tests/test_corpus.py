@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests import project_base
 from tests.corpus import CORPUS, SEVERAL_BROKERS, Entry, located
 from tests.harness import WORKER_COMMAND, Project, Worker, sqlite_databases
 from tests.services import Postgres, Server
@@ -32,10 +33,26 @@ def output(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout + result.stderr
 
 
+def template_caches() -> dict[str, Any]:
+    """The tests' cache and every database cache of the corpus, so templates have their tables."""
+    tables = {
+        cache["LOCATION"]
+        for entry in CORPUS
+        for cache in entry.caches.values()
+        if cache["BACKEND"] == DATABASE_CACHE
+    }
+    return {
+        **project_base.CACHES,
+        **{table: {"BACKEND": DATABASE_CACHE, "LOCATION": table} for table in sorted(tables)},
+    }
+
+
 @pytest.fixture(scope="session")
 def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite file with every migration applied, copied into each SQLite entry's project."""
-    template = Project(tmp_path_factory.mktemp("corpus") / "template")
+    template = Project(
+        tmp_path_factory.mktemp("corpus") / "template", settings={"CACHES": template_caches()}
+    )
     template.migrate()
     return template.root / "db.sqlite3"
 
@@ -46,7 +63,9 @@ def migrated_postgres(postgres_server: Postgres, tmp_path_factory: pytest.TempPa
     name = f"corpus_template_{uuid.uuid4().hex[:8]}"
     database = postgres_server.create_database(name)
     root = tmp_path_factory.mktemp("corpus") / "postgres-template"
-    Project(root, settings={"DATABASES": {"default": database}}).migrate()
+    Project(
+        root, settings={"DATABASES": {"default": database}, "CACHES": template_caches()}
+    ).migrate()
     return name
 
 
@@ -104,10 +123,6 @@ def entry_project(entry: Entry, request: pytest.FixtureRequest, root: Path) -> P
     return Project(root, settings=settings)
 
 
-def uses_database_cache(entry: Entry) -> bool:
-    return any(cache["BACKEND"] == DATABASE_CACHE for cache in entry.caches.values())
-
-
 def alt_timeout(entry: Entry) -> object:
     """The ``timeout`` that the named cluster runs with: its own, else ``Q_CLUSTER``'s."""
     assert entry.alt_cluster
@@ -115,51 +130,73 @@ def alt_timeout(entry: Entry) -> object:
     return own.get("timeout", entry.q_cluster.get("timeout"))
 
 
+def enqueue_then_start(
+    project: Project,
+    workers: list[Worker],
+    process: str,
+    func: str,
+    *args: float,
+    cluster: str | None = None,
+) -> tuple[list[str], Worker]:
+    """Enqueue a task for the process's cluster, then start the process."""
+    ids = project.enqueue(func, *args, cluster=cluster)
+    worker = project.start(WORKER_COMMAND, process)
+    workers.append(worker)  # killed at the end of the test if still running
+    return ids, worker
+
+
 @pytest.mark.parametrize("entry", CORPUS, ids=[entry.name for entry in CORPUS])
 def test_migrate_check_and_worker_accept_the_settings(
     entry: Entry, request: pytest.FixtureRequest, tmp_path: Path, workers: list[Worker]
 ) -> None:
     project = entry_project(entry, request, tmp_path / "project")
-    # The database is migrated already (from a template): these commands are independent,
-    # and running them side by side keeps the corpus fast.
+    # The database is migrated already (from a template), so these steps are independent:
+    # side by side, they keep the corpus fast.
     with ThreadPoolExecutor() as pool:
         migrate = pool.submit(project.manage, "migrate")
         check = pool.submit(project.manage, "check")
-        commands = [migrate, check]
-        if uses_database_cache(entry):
-            commands.append(pool.submit(project.manage, "createcachetable"))
-        enqueued = pool.submit(project.enqueue, "add", 2, 3)
-        alt_enqueued = (
-            pool.submit(project.enqueue, "cluster_settings", cluster=entry.alt_cluster)
-            if entry.alt_cluster
-            else None
-        )
+        runs = [pool.submit(enqueue_then_start, project, workers, "worker", "add", 2, 3)]
+        if entry.alt_cluster:
+            process = f"worker-{entry.alt_cluster}"
+            runs.append(
+                pool.submit(
+                    enqueue_then_start,
+                    project,
+                    workers,
+                    process,
+                    "cluster_settings",
+                    cluster=entry.alt_cluster,
+                )
+            )
+    [(task_ids, worker), *alt_runs] = [run.result() for run in runs]
+    started = [worker, *(alt_worker for _, alt_worker in alt_runs)]
 
-    # Django's check framework makes these commands exit non-zero on any Error.
-    for command in commands:
-        assert command.result().returncode == 0, output(command.result())
+    # Django's check framework makes both commands exit non-zero on any Error.
+    assert migrate.result().returncode == 0, output(migrate.result())
+    assert check.result().returncode == 0, output(check.result())
     for check_id in entry.silenced_at_start:
         # The worker's SILENCED_CHECKS answers a warning that `check` reports.
         assert check_id in output(check.result())
-    [task_id] = enqueued.result()
-    alt_ids = alt_enqueued.result() if alt_enqueued else []
-    started = [project.start(WORKER_COMMAND, name) for name in processes(entry)]
-    workers.extend(started)
-    for worker in started:
-        worker.wait_for_output(PROCESSED, timeout=RESULT_TIMEOUT)
-    results = {task["id"]: task for task in project.report()["tasks"]}
 
+    for each in started:
+        each.wait_for_output(PROCESSED, timeout=RESULT_TIMEOUT)
+    with ThreadPoolExecutor() as pool:
+        report = pool.submit(project.report)
+        stops = [pool.submit(each.stop, signal.SIGTERM) for each in started]
+    results = {task["id"]: task for task in report.result()["tasks"]}
+
+    [task_id] = task_ids
     assert results[task_id]["success"], results[task_id]
     assert results[task_id]["result"] == 5
     assert results[task_id]["cluster"] == entry.cluster_name
-    for alt_id in alt_ids:
+    for alt_id in (task for ids, _ in alt_runs for task in ids):
         assert results[alt_id]["success"], results[alt_id]
         assert results[alt_id]["cluster"] == entry.alt_cluster
         assert results[alt_id]["result"]["cluster_name"] == entry.alt_cluster
         assert results[alt_id]["result"]["timeout"] == alt_timeout(entry)
-    for worker in started:
-        assert worker.stop(signal.SIGTERM) == 0, worker.output()
-        assert "Traceback" not in worker.output()
+    for each, stop in zip(started, stops, strict=True):
+        assert stop.result() == 0, each.output()
+        assert "Traceback" not in each.output()
 
 
 def test_redis_and_django_redis_on_one_server_are_one_broker(
