@@ -93,11 +93,16 @@ def stop_bound() -> float:
     return stop_timeout() + 2 * KILL_GRACE
 
 
-def wait_until(ready: Callable[[], object], what: str, timeout: float = PATIENCE) -> None:
+def wait_until(
+    ready: Callable[[], object],
+    what: str,
+    timeout: float = PATIENCE,
+    details: Callable[[], str] = lambda: "",
+) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout}s")
+            raise AssertionError(f"{what} did not happen within {timeout}s\n{details()}")
         time.sleep(0.2)
 
 
@@ -109,6 +114,11 @@ def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
             if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
                 running.append(process)
     return running
+
+
+def read(log: Path) -> str:
+    """A log's text so far (empty before its process has written to it)."""
+    return log.read_text(errors="replace") if log.exists() else ""
 
 
 def descendants(pid: int) -> list[psutil.Process]:
@@ -232,9 +242,14 @@ class UserManager:
         self.units.mkdir(parents=True)
         self.runtime = root / "run"
         self.runtime.mkdir(mode=0o700)
-        self.cgroups = [d / f"prodserver-recipes-{time.monotonic_ns()}" for d in own_cgroups()]
+        # One name in every hierarchy: systemd finds its cgroup by the unified one's path.
+        name = f"prodserver-recipes-{time.monotonic_ns()}"
+        self.cgroups = [directory / name for directory in own_cgroups()]
+        # The units inherit the manager's environment: give it only what a system has.
         self.environment = {
-            **os.environ,
+            "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+            "HOME": str(root),
+            "LANG": "C.UTF-8",
             "XDG_RUNTIME_DIR": str(self.runtime),
             "XDG_CONFIG_HOME": str(root / "config"),
         }
@@ -328,19 +343,28 @@ def sentinel_of(main_pid: int) -> psutil.Process:
 def test_systemd_unit_runs_under_systemd(tmp_path: Path, manager: UserManager) -> None:
     name = "prodserver-worker.service"
     text, project = install_app(tmp_path, name)
-    project.migrate()
     log = tmp_path / "worker.log"
     manager.install(name, text, project, log)
 
     def output() -> str:
-        return log.read_text() if log.exists() else ""
+        return read(log)
+
+    def status() -> str:
+        return manager.systemctl("status", name).stdout + output()
 
     def wait_for_clusters(count: int) -> None:
-        wait_until(lambda: output().count("running.") >= count, f"cluster start {count}")
+        ready = lambda: output().count("running.") >= count  # noqa: E731
+        wait_until(ready, f"cluster start {count}", details=status)
 
-    # Start; a task is done.
+    # Started before the migrations: status 4, started again every 5 s until they are applied.
     assert manager.systemctl("start", name).returncode == 0
+    wait_until(lambda: int(manager.show(name)["NRestarts"]) >= 1, "a restart", details=status)
+    assert manager.show(name)["ExecMainStatus"] == "4"
+    assert "Django-Q2's migrations" in output()
+    project.migrate()
     wait_for_clusters(1)
+
+    # A task is done.
     (added,) = project.enqueue("add", 2, 3)
     assert project.wait_for_results([added])[added]["result"] == 5
 
@@ -374,8 +398,9 @@ def test_systemd_unit_runs_under_systemd(tmp_path: Path, manager: UserManager) -
     assert project.wait_for_results([added])[added]["result"] == 2
 
     # The cluster dies: the worker exits 1 and systemd starts it again (RestartSec=5).
+    restarts = int(manager.show(name)["NRestarts"])
     sentinel_of(main_pid).kill()
-    wait_until(lambda: manager.show(name)["NRestarts"] == "1", "the restart")
+    wait_until(lambda: int(manager.show(name)["NRestarts"]) == restarts + 1, "the restart")
     wait_for_clusters(4)
     assert manager.show(name)["MainPID"] != str(main_pid)
     (added,) = project.enqueue("add", 2, 2)
@@ -409,13 +434,13 @@ def test_qcluster_unit_is_killed_at_timeout_where_the_worker_stops(
         log = tmp_path / f"{name}.log"
         manager.install(name, text, project, log, extra="TimeoutStopSec=5\n")
         assert manager.systemctl("start", name).returncode == 0
-        wait_until(lambda log=log: "running." in log.read_text(), f"{name}'s cluster")
+        wait_until(lambda log=log: "running." in read(log), f"{name}'s cluster")
         started = time.monotonic()
         assert manager.systemctl("stop", name).returncode == 0
         took = time.monotonic() - started
         state = manager.show(name)
         if name == "qcluster.service":
-            assert state["Result"] == "timeout", log.read_text()
+            assert state["Result"] == "timeout", read(log)
             assert took >= 5
         else:
             assert (state["Result"], state["ExecMainStatus"]) == ("success", "0")
