@@ -245,6 +245,13 @@ CASES = [
     ),
     Case("reload_not_a_bool", ids("E026"), {"PRODUCTION_PROCESSES": worker(RELOAD=1)}),
     Case(
+        "health_file_directory_missing",
+        ids("E027"),
+        {"PRODUCTION_PROCESSES": worker(HEALTH_FILE="/nowhere/worker.health")},
+    ),
+    Case("health_interval_zero", ids("E028"), {"PRODUCTION_PROCESSES": worker(HEALTH_INTERVAL=0)}),
+    Case("stall_after_negative", ids("E029"), {"PRODUCTION_PROCESSES": worker(STALL_AFTER=-1)}),
+    Case(
         "reload_without_debug_warns",
         ids("W007"),
         {

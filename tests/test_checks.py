@@ -379,6 +379,10 @@ def test_production_processes_entry_without_backend(entry: object) -> None:
         ({"SILENCED_CHECKS": "prodserver_djangoq2.W002"}, "E021"),
         ({"SILENCED_CHECKS": [2]}, "E021"),
         ({"RELOAD": "yes"}, "E026"),
+        ({"HEALTH_FILE": "/nowhere/at/all/worker.health"}, "E027"),
+        ({"HEALTH_FILE": 5}, "E027"),
+        ({"HEALTH_INTERVAL": 0}, "E028"),
+        ({"STALL_AFTER": "1m"}, "E029"),
     ],
 )
 def test_production_processes_entry_invalid(entry: dict[str, Any], code: str) -> None:
