@@ -178,6 +178,13 @@ def install_app(root: Path, unit_name: str, settings: str = "settings.py") -> tu
     return text.replace("/srv/mysite", str(app)), project
 
 
+def test_recipe_settings_pass_the_checks(tmp_path: Path) -> None:
+    for name in ("settings.py", "builtin-after.py"):
+        result = recipe_project(tmp_path / name, settings=name).manage("check")
+        assert result.returncode == 0, result.stderr
+        assert "System check identified no issues" in result.stdout, result.stderr
+
+
 def test_systemd_unit_stops_within_stop_timeout_and_restarts_only_what_can_recover() -> None:
     service = unit("prodserver-worker.service")["Service"]
     assert service["ExecStart"].endswith(" manage.py worker worker")
@@ -358,9 +365,11 @@ def test_systemd_unit_runs_under_systemd(tmp_path: Path, manager: UserManager) -
 
     # Started before the migrations: status 4, started again every 5 s until they are applied.
     assert manager.systemctl("start", name).returncode == 0
-    wait_until(lambda: int(manager.show(name)["NRestarts"]) >= 1, "a restart", details=status)
+    waiting = lambda: manager.show(name)["SubState"] == "auto-restart"  # noqa: E731
+    wait_until(waiting, "the wait to start again", details=status)
     assert manager.show(name)["ExecMainStatus"] == "4"
     assert "Django-Q2's migrations" in output()
+    wait_until(lambda: int(manager.show(name)["NRestarts"]) >= 1, "a restart", details=status)
     project.migrate()
     wait_for_clusters(1)
 
@@ -426,6 +435,8 @@ def test_qcluster_unit_is_killed_at_timeout_where_the_worker_stops(
     tmp_path: Path, manager: UserManager
 ) -> None:
     """The migration guide's systemd claim, with the stop timeout cut to 5 s for the test."""
+    defaults = manager.systemctl("show", "--property=DefaultTimeoutStopUSec").stdout
+    assert defaults.strip() == "DefaultTimeoutStopUSec=1min 30s"  # what the guide says
     for name in ("qcluster.service", "prodserver-worker.service"):
         text, project = install_app(tmp_path / name, name)
         project.migrate()
@@ -451,10 +462,13 @@ def test_qcluster_unit_is_killed_at_timeout_where_the_worker_stops(
 
 
 @contextlib.contextmanager
-def honcho_started(project: Project, procfile: str) -> Iterator[Worker]:
+def honcho_started(
+    project: Project, procfile: str, edit: Callable[[str], str] = lambda text: text
+) -> Iterator[Worker]:
     """``honcho start`` with a recipe's Procfile; every process it started ends with the test."""
     require_module("honcho", "pip install honcho")
-    (project.root / "Procfile").write_text(on_this_prodserver((RECIPES / procfile).read_text()))
+    text = on_this_prodserver((RECIPES / procfile).read_text())
+    (project.root / "Procfile").write_text(edit(text))
     log = project.root / "honcho.log"
     with log.open("w") as handle:
         process = subprocess.Popen(
@@ -500,6 +514,19 @@ def check_honcho_run(project: Project, honcho: Worker) -> None:
     assert honcho.stop(signal.SIGTERM, timeout=stop_bound()) == 128 + signal.SIGTERM
     assert "worker.1 stopped (rc=0)" in honcho.output()
     assert alive(processes) == []
+
+
+def test_procfile_without_exec_leaves_a_shell_between_honcho_and_the_worker(
+    tmp_path: Path,
+) -> None:
+    """What the page says `exec` is for."""
+    project = recipe_project(tmp_path / "app")
+    project.migrate()
+    with honcho_started(project, "Procfile", lambda text: text.replace("exec ", "")) as honcho:
+        (shell,) = psutil.Process(honcho.pid).children()[0].children()
+        assert shell.cmdline()[:2] == ["/bin/sh", "-c"]
+        assert honcho.stop(signal.SIGTERM, timeout=stop_bound()) == 128 + signal.SIGTERM
+        assert "worker.1 stopped (rc=-15)" in honcho.output()
 
 
 def test_qcluster_procfile_hangs_under_honcho(tmp_path: Path) -> None:
