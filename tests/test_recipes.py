@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import difflib
 import json
 import os
 import re
@@ -30,12 +31,14 @@ import psutil
 import pytest
 from django_q.humanhash import humanize
 
-from tests.harness import PRODSERVER_MAJOR, REPO, Project, Worker
+from tests.harness import PRODSERVER_MAJOR, REPO, WORKER_COMMAND, Project, Worker
 from tests.services import Server, require_binary, require_module, unavailable
 
 RECIPES = REPO / "docs" / "deployment" / "files"
 VENV_BIN = Path(sys.executable).parent
 BUILT_IN = "django_prodserver.backends.workers.django_q2.DjangoQ2Worker"
+# django-prodserver 2 has the same backend under another path (3 keeps it there, deprecated).
+BUILT_IN_2 = "django_prodserver.backends.django_q2.DjangoQ2Worker"
 SYSTEMD_DIRS = [Path("/lib/systemd"), Path("/usr/lib/systemd")]
 # How long the tests wait for something that takes a few seconds when the machine is idle.
 PATIENCE = 60
@@ -48,15 +51,17 @@ def on_this_prodserver(text: str) -> str:
     """A recipe's text for the installed django-prodserver (2 has no ``worker`` command)."""
     if PRODSERVER_MAJOR >= 3:
         return text
-    return text.replace("manage.py worker worker", "manage.py prodserver worker").replace(
-        '"manage.py", "worker", "worker"', '"manage.py", "prodserver", "worker"'
+    return (
+        text.replace("manage.py worker worker", "manage.py prodserver worker")
+        .replace('"manage.py", "worker", "worker"', '"manage.py", "prodserver", "worker"')
+        .replace(BUILT_IN, BUILT_IN_2)
     )
 
 
 def recipe_settings(name: str = "settings.py") -> dict[str, Any]:
     """Return the settings that a recipe's settings file defines."""
     namespace: dict[str, Any] = {}
-    exec((RECIPES / name).read_text(), namespace)
+    exec(on_this_prodserver((RECIPES / name).read_text()), namespace)
     return {key: value for key, value in namespace.items() if key.isupper()}
 
 
@@ -695,19 +700,15 @@ def built_in_project(root: Path) -> Project:
 def test_built_in_backend_refuses_cluster_name_and_this_one_serves_it(
     tmp_path: Path, workers: list[Worker]
 ) -> None:
-    if PRODSERVER_MAJOR < 3:
-        # The guide is about django-prodserver 3's backend; 2 has none to migrate from.
-        with pytest.raises(ImportError):
-            __import__(BUILT_IN.rpartition(".")[0])
-        return
+    command = WORKER_COMMAND  # django-prodserver 2 runs workers with `prodserver`
     before = built_in_project(tmp_path / "before")
-    result = before.manage("worker", "worker-high")
+    result = before.manage(command, "worker-high")
     assert result.returncode != 0
     assert "unrecognized arguments: --cluster-name=high" in result.stderr
 
     after = recipe_project(tmp_path / "after", settings="builtin-after.py")
     after.migrate()
-    worker = after.start("worker", "worker-high")
+    worker = after.start(command, "worker-high")
     workers.append(worker)
     worker.wait_for_output("running.")
     (added,) = after.enqueue("add", 2, 3, cluster="high")
@@ -716,10 +717,39 @@ def test_built_in_backend_refuses_cluster_name_and_this_one_serves_it(
     assert worker.stop() == 0
 
 
+# The migration guides show these diffs: (before, after, diff) in docs/deployment/files/.
+DIFFS = [
+    ("qcluster.Procfile", "Procfile", "from-qcluster.Procfile.diff"),
+    ("qcluster.service", "prodserver-worker.service", "from-qcluster.service.diff"),
+    ("builtin-before.py", "builtin-after.py", "from-built-in-backend.py.diff"),
+]
+
+
+def unified_diff(before: str, after: str) -> str:
+    old = (RECIPES / before).read_text().splitlines(keepends=True)
+    new = (RECIPES / after).read_text().splitlines(keepends=True)
+    return "".join(difflib.unified_diff(old, new, before, after))
+
+
+@pytest.mark.parametrize(("before", "after", "diff"), DIFFS, ids=[d for _, _, d in DIFFS])
+def test_migration_guides_show_the_diffs_of_the_recipe_files(
+    before: str, after: str, diff: str
+) -> None:
+    assert (RECIPES / diff).read_text() == unified_diff(before, after), (
+        f"regenerate {diff}: python -c 'from tests.test_recipes import write_diffs; write_diffs()'"
+    )
+
+
+def write_diffs() -> None:
+    """Write the migration guides' diffs from the recipe files."""
+    for before, after, diff in DIFFS:
+        (RECIPES / diff).write_text(unified_diff(before, after))
+
+
 def test_migration_files_differ_only_in_what_the_guides_say() -> None:
     before = recipe_settings("builtin-before.py")
     after = recipe_settings("builtin-after.py")
     assert before["Q_CLUSTER"] == after["Q_CLUSTER"]
     for name, entry in before["PRODUCTION_PROCESSES"].items():
-        assert entry["BACKEND"] == BUILT_IN
+        assert entry["BACKEND"] == (BUILT_IN if PRODSERVER_MAJOR >= 3 else BUILT_IN_2)
         assert after["PRODUCTION_PROCESSES"][name] == {**entry, "BACKEND": "djangoq2"}
