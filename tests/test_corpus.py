@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,13 +25,24 @@ from tests.harness import WORKER_COMMAND, Project, Worker, sqlite_databases
 from tests.services import Postgres, Server
 
 DATABASE_CACHE = "django.core.cache.backends.db.DatabaseCache"
-# The monitor logs this once a result is stored.
-PROCESSED = "Processed '"
+# The monitor logs one of these once a task's result is stored.
+RESULT_LOGGED = ("Processed '", "Failed '")
 RESULT_TIMEOUT = 90
 
 
 def output(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout + result.stderr
+
+
+def wait_for_a_result(worker: Worker) -> None:
+    """Wait until the worker's cluster has stored the result of a task."""
+    deadline = time.monotonic() + RESULT_TIMEOUT
+    while not any(line in worker.output() for line in RESULT_LOGGED):
+        if worker.process.poll() is not None:
+            raise AssertionError(f"the worker exited before a result:\n{worker.output()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no result within {RESULT_TIMEOUT}s:\n{worker.output()}")
+        time.sleep(0.1)
 
 
 def template_caches() -> dict[str, Any]:
@@ -179,7 +191,7 @@ def test_migrate_check_and_worker_accept_the_settings(
         assert check_id in output(check.result())
 
     for each in started:
-        each.wait_for_output(PROCESSED, timeout=RESULT_TIMEOUT)
+        wait_for_a_result(each)
     with ThreadPoolExecutor() as pool:
         report = pool.submit(project.report)
         stops = [pool.submit(each.stop, signal.SIGTERM) for each in started]
