@@ -108,9 +108,9 @@ CORPUS = [
             }
         },
         database="postgres",
-        adaptation="INVENTREE_CACHE_HOST set (global cache on: four workers, 'django_redis'), "
-        "cache host and port are the tests' Redis, no cache password; other settings at their "
-        "defaults, no Sentry DSN.",
+        adaptation="As a process with the global cache on evaluates it (web server, worker): "
+        "INVENTREE_CACHE_HOST set, so four workers and 'django_redis'; cache host and port are "
+        "the tests' Redis, no cache password; other settings at their defaults, no Sentry DSN.",
         silenced_at_start=(SEVERAL_BROKERS,),
     ),
     Entry(
