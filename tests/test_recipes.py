@@ -254,6 +254,7 @@ class UserManager:
         self.units.mkdir(parents=True)
         self.runtime = root / "run"
         self.runtime.mkdir(mode=0o700)
+        self.process: subprocess.Popen[bytes] | None = None
         # One name in every hierarchy: systemd finds its cgroup by the unified one's path.
         name = f"prodserver-recipes-{time.monotonic_ns()}"
         self.cgroups = [directory / name for directory in own_cgroups()]
@@ -271,6 +272,9 @@ class UserManager:
         unshare = require_binary("unshare", "apt-get install util-linux")
         if os.geteuid() != 0:
             unavailable("running systemd for a test needs root (a mount namespace, cgroups)")
+        missing = [str(c.parent) for c in self.cgroups if not c.parent.is_dir()]
+        if missing or not self.cgroups:
+            unavailable(f"systemd needs the cgroup file system; missing: {missing or 'all'}")
         environment = {
             **self.environment,
             "SYSTEMD": systemd,
@@ -291,18 +295,18 @@ class UserManager:
         assert self.process.poll() is None, (self.root / "manager.log").read_text()
 
     def close(self) -> None:
-        self.process.terminate()  # the manager stops its units, then exits
-        try:
-            self.process.wait(timeout=PATIENCE)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        for cgroup in self.cgroups:
+        if self.process is not None:
+            self.process.terminate()  # the manager stops its units, then exits
+            try:
+                self.process.wait(timeout=PATIENCE)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for cgroup in filter(Path.is_dir, self.cgroups):
             for directory in sorted(cgroup.rglob("*"), reverse=True):
                 if directory.is_dir():
                     directory.rmdir()
-            with contextlib.suppress(FileNotFoundError):
-                cgroup.rmdir()
+            cgroup.rmdir()
 
     def systemctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -326,7 +330,7 @@ class UserManager:
         python_path = os.pathsep.join([str(project.root), str(REPO)])
         (drop_in / "test.conf").write_text(
             "[Service]\n"
-            # The manager runs as root and cannot switch to the recipe's account.
+            # The recipe's account does not exist here: the worker runs as the manager's user.
             "User=\nGroup=\n"
             f"Environment=PYTHONPATH={python_path}\n"
             f"StandardOutput=append:{log}\nStandardError=inherit\n{extra}"
@@ -339,8 +343,8 @@ class UserManager:
 def manager(tmp_path: Path) -> Iterator[UserManager]:
     require_binary("systemctl", "apt-get install systemd")
     started = UserManager(tmp_path / "systemd")
-    started.start()
     try:
+        started.start()
         yield started
     finally:
         started.close()
