@@ -25,7 +25,7 @@ import pytest
 from django_q.humanhash import humanize
 
 from tests.harness import ORM_Q_CLUSTER, Worker
-from tests.test_stopping import alive, make_project
+from tests.test_stopping import alive, cluster_of, make_project
 
 RUNS = int(os.environ.get("SOAK_RUNS", "50"))
 SEED = int(os.environ.get("SOAK_SEED", str(time.time_ns() % 2**32)))
@@ -61,8 +61,9 @@ def queued(project_root: Path) -> int:
 
 def interrupt(worker: Worker, signum: int, whole_group: bool, mode: str, delay: float) -> Stop:
     """Send the stop signal like a process manager would and watch the worker exit."""
-    cluster = worker.descendants()
-    for process in [psutil.Process(worker.pid), *(cluster if whole_group else [])]:
+    cluster = cluster_of(worker)
+    every_process = [psutil.Process(worker.pid), *worker.descendants()]
+    for process in every_process if whole_group else every_process[:1]:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.send_signal(signum)
     started = time.monotonic()

@@ -59,6 +59,29 @@ def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
     return running
 
 
+def is_resource_tracker(process: psutil.Process) -> bool:
+    """Tell multiprocessing's resource tracker, a child of the main process but not the cluster's.
+
+    The main process has one under the forkserver start method, Python 3.14's default.
+    """
+    try:
+        return "multiprocessing.resource_tracker" in " ".join(process.cmdline())
+    except psutil.NoSuchProcess:
+        return False
+
+
+def cluster_of(worker: Worker) -> list[psutil.Process]:
+    """Return the worker's descendants, but for multiprocessing's resource tracker."""
+    return [process for process in worker.descendants() if not is_resource_tracker(process)]
+
+
+def sentinel_of(worker: Worker) -> psutil.Process:
+    [sentinel] = [
+        child for child in psutil.Process(worker.pid).children() if not is_resource_tracker(child)
+    ]
+    return sentinel
+
+
 def wait_until_processing(worker: Worker, task_id: str) -> int:
     """Wait until a worker process runs the task; return that process's PID."""
     name = humanize(task_id)
@@ -102,7 +125,7 @@ def test_stop_under_load_exits_zero_and_loses_no_task(
     workers.append(worker)
     wait_until_processing(worker, long_task)
     time.sleep(0.3)
-    cluster = worker.descendants()
+    cluster = cluster_of(worker)
     assert worker.stop(signum, timeout=STOP_WAIT, whole_group=whole_group) == 0
     assert not alive(cluster)
     assert "Traceback" not in worker.output()
@@ -126,7 +149,7 @@ def test_stop_signal_reaching_the_cluster_first_still_exits_zero(
     worker = fast_project.start("prodserver", "worker")
     workers.append(worker)
     wait_until_processing(worker, task)
-    cluster = worker.descendants()
+    cluster = cluster_of(worker)
     for process in cluster:
         process.send_signal(signal.SIGTERM)
     time.sleep(0.3)
@@ -142,9 +165,8 @@ def test_sentinel_killed_makes_the_worker_exit_non_zero(
     worker = project.start("prodserver", "worker")
     workers.append(worker)
     worker.wait_for_output("running.")
-    cluster = worker.descendants()
-    [sentinel] = psutil.Process(worker.pid).children()
-    sentinel.kill()
+    cluster = cluster_of(worker)
+    sentinel_of(worker).kill()
     assert worker.process.wait(timeout=STOP_WAIT) == 1
     assert not alive(cluster)
     assert "sentinel was killed by SIGKILL" in worker.output()
@@ -180,7 +202,7 @@ def test_stop_timeout_bounds_the_stop_and_the_task_comes_back(
     worker = project.start("prodserver", "worker")
     workers.append(worker)
     wait_until_processing(worker, task)
-    cluster = worker.descendants()
+    cluster = cluster_of(worker)
     assert worker.stop(signal.SIGTERM, timeout=STOP_WAIT) == 0
     assert "did not stop in time" in worker.output()
     assert not alive(cluster)
@@ -194,7 +216,7 @@ def test_second_signal_stops_waiting_for_tasks(tmp_path: Path, workers: list[Wor
     worker = project.start("prodserver", "worker")
     workers.append(worker)
     wait_until_processing(worker, task)
-    cluster = worker.descendants()
+    cluster = cluster_of(worker)
     os.kill(worker.pid, signal.SIGTERM)
     worker.wait_for_output("finishing tasks in progress")
     assert worker.stop(signal.SIGTERM, timeout=STOP_WAIT) == 0
@@ -227,7 +249,7 @@ def test_stop_while_the_broker_hangs_at_start(
     workers.append(worker)
     worker.wait_for_output("starting.")
     time.sleep(0.5)  # the sentinel is now waiting for the broker's answer to PING
-    cluster = worker.descendants()
+    cluster = cluster_of(worker)
     assert cluster, "the sentinel runs"
     assert worker.stop(signal.SIGTERM, timeout=STOP_WAIT) == 0
     assert not alive(cluster)
@@ -393,11 +415,7 @@ def test_stop_under_the_forkserver_start_method(
     worker = project.start("prodserver", "worker")
     workers.append(worker)
     assert project.wait_for_results([task], worker=worker)[task]["result"] == 3
-    [tracker] = [
-        child
-        for child in psutil.Process(worker.pid).children()
-        if "resource_tracker" in " ".join(child.cmdline())
-    ]
+    [tracker] = filter(is_resource_tracker, psutil.Process(worker.pid).children())
     signalled = time.monotonic()
     assert worker.stop(signal.SIGTERM, timeout=STOP_WAIT, whole_group=whole_group) == 0
     assert time.monotonic() - signalled < KILL_GRACE, "the stop waited out its kill grace"

@@ -146,6 +146,8 @@ class ClusterRunner:
         self._start_sentinel(cluster)
         # Only now: the sentinel must not inherit the wake-up pipe or the SIGCHLD handler.
         self.wakeup.open()
+        # Exits from before, such as that of a resource tracker a reload left behind.
+        self.children.reap()
         try:
             started = self._wait_for_start(cluster)
             if started and not run_once:
