@@ -84,8 +84,9 @@ class ClusterRunner:
     def run(self, prepare: Callable[[], object] = lambda: None, run_once: bool = False) -> None:
         """Call ``prepare``, then run until stopped; raise ``CommandError`` if the cluster dies.
 
-        A signal during ``prepare`` (e.g. a broker ping) abandons the start at once. SIGHUP
-        never returns: the command runs again in this process once the cluster has stopped.
+        A signal during ``prepare`` (e.g. a broker ping) abandons the start at once. After
+        SIGHUP this does not return: the command runs again in this process, once the cluster
+        has stopped.
         """
         self._handle_signals()
         try:
@@ -146,9 +147,9 @@ class ClusterRunner:
         self._start_sentinel(cluster)
         # Only now: the sentinel must not inherit the wake-up pipe or the SIGCHLD handler.
         self.wakeup.open()
-        # Exits from before, such as that of a resource tracker a reload left behind.
-        self.children.reap()
         try:
+            # Exits from before, such as that of a resource tracker a reload left behind.
+            self.children.reap()
             started = self._wait_for_start(cluster)
             if started and not run_once:
                 self._wait(cluster)
@@ -263,7 +264,6 @@ class Wakeup:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._fds: tuple[int, int] | None = None
-        self._child_exited = False
 
     def open(self) -> None:
         """Start writing to the wake-up pipe on signals, SIGCHLD included."""
@@ -272,11 +272,8 @@ class Wakeup:
             os.set_blocking(fd, False)
         self._previous_fd = signal.set_wakeup_fd(self._fds[1], warn_on_full_buffer=False)
         # Only a signal with a Python handler reaches the pipe.
-        previous = signal.signal(signal.SIGCHLD, self._on_child_exit)
+        previous = signal.signal(signal.SIGCHLD, _ignore)
         self._previous_sigchld = previous or signal.SIG_DFL
-
-    def _on_child_exit(self, signum: int, frame: FrameType | None) -> None:
-        self._child_exited = True
 
     def wait(self, timeout: float) -> bool:
         """Sleep until woken or ``timeout``; return whether a child exited meanwhile."""
@@ -284,11 +281,12 @@ class Wakeup:
         # A child's exit wakes this through SIGCHLD. (The sentinel's Process.sentinel fd would
         # only signal once the sentinel's descendants, which inherit it, have exited too.)
         multiprocessing.connection.wait([self._fds[0]], timeout)
+        # The pipe holds the number of each signal received (and zeros from wake()).
+        received = b""
         with contextlib.suppress(BlockingIOError):
-            while os.read(self._fds[0], 512):
-                pass
-        child_exited, self._child_exited = self._child_exited, False
-        return child_exited
+            while chunk := os.read(self._fds[0], 512):
+                received += chunk
+        return signal.SIGCHLD in received
 
     def wake(self) -> None:
         """Wake the main thread (from another thread)."""
@@ -348,8 +346,9 @@ class Children:
     def cluster(self) -> list[psutil.Process]:
         """Return the cluster's processes that still run."""
         processes: list[psutil.Process] = []
+        apart = self.started_before | self.inherited
         for child in psutil.Process().children():
-            if child.pid not in self.started_before | self.inherited:
+            if child.pid not in apart:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     processes += [child, *child.children(recursive=True)]
         return [process for process in processes if _running(process)]
@@ -379,6 +378,10 @@ class Children:
                     _signal(process, signal.SIGTERM)
                     terminated.add(process)
             pause(POLL_INTERVAL)
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    pass
 
 
 def _running(process: psutil.Process) -> bool:
