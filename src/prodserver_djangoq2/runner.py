@@ -132,8 +132,9 @@ class ClusterRunner:
 
     def _create(self, cluster_class: Any) -> Any:
         # Cluster() installs Django-Q2's handlers, which stop the cluster from inside the
-        # handler; the signals stay blocked until ours have replaced them.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        # handler; the signals stay blocked until ours have replaced them. One that arrived
+        # meanwhile is then only recorded: run() acts on it before starting anything.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, DEFERRED_SIGNALS)
         try:
             cluster = cluster_class()
             for signum in STOP_SIGNALS:
