@@ -70,6 +70,9 @@ def recipe_project(
 ) -> Project:
     """A project with a recipe's settings, on the ORM broker or on ``broker``."""
     values = recipe_settings(settings)
+    for entry in values.get("PRODUCTION_PROCESSES", {}).values():
+        if "HEALTH_FILE" in entry:  # each test project's heartbeat in its own folder
+            entry["HEALTH_FILE"] = str(root / Path(entry["HEALTH_FILE"]).name)
     if broker:
         cluster = {key: value for key, value in values["Q_CLUSTER"].items() if key != "orm"}
         values["Q_CLUSTER"] = {**cluster, **broker}
@@ -596,6 +599,8 @@ def container_argv(container: dict[str, Any]) -> list[str]:
 def test_dockerfile_runs_the_worker_in_exec_form_under_tini() -> None:
     assert exec_form("ENTRYPOINT") == ["tini", "--"]
     assert exec_form("CMD") == ["python", "manage.py", "worker", "worker"]
+    health_file = recipe_settings()["PRODUCTION_PROCESSES"]["worker"]["HEALTH_FILE"]
+    assert healthcheck_argv() == ["python", "-m", "prodserver_djangoq2.probe", health_file]
     (install,) = [run for run in instructions("RUN") if "apt-get install" in run]
     assert "tini" in shlex.split(install)
     # What `pip install -r requirements.txt` installs in the image is installed here.
@@ -625,7 +630,24 @@ def test_kubernetes_manifests_validate_and_outlast_the_stop() -> None:
     pod = documents[1]["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] > stop_bound()
     (container,) = pod["containers"]
-    assert not {"livenessProbe", "readinessProbe", "startupProbe"} & set(container)
+    # The probes are those of the Health checks page, with the recipe's HEALTH_FILE.
+    health_file = recipe_settings()["PRODUCTION_PROCESSES"]["worker"]["HEALTH_FILE"]
+    probe = ["python", "-m", "prodserver_djangoq2.probe", health_file]
+    assert {kind: container[kind]["exec"]["command"] for kind in PROBES} == {
+        "startupProbe": probe,
+        "livenessProbe": probe,
+        "readinessProbe": [*probe, "--ready"],
+    }
+    assert container["livenessProbe"]["periodSeconds"] >= 3 * 5  # 3 heartbeats of 5 s
+
+
+PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
+
+
+def healthcheck_argv() -> list[str]:
+    (healthcheck,) = instructions("HEALTHCHECK")
+    argv: list[str] = json.loads(healthcheck.split("CMD", 1)[1])
+    return argv
 
 
 def run_in_container(project: Project, argv: list[str]) -> Worker:
@@ -677,6 +699,27 @@ def test_container_commands_run_as_pid_1(
     container.wait_for_output("running.")
     (init,) = psutil.Process(container.pid).children()
     assert init.name() == "tini"
+    # The probes, run inside the container (its PID namespace), as the kubelet runs them.
+    health_file = project.settings["PRODUCTION_PROCESSES"]["worker"]["HEALTH_FILE"]
+    probes = [worker[kind]["exec"]["command"] for kind in PROBES] + [healthcheck_argv()]
+    nsenter = require_binary("nsenter", "apt-get install util-linux")
+    in_container = [nsenter, "--target", str(init.pid), "--pid", "--"]
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        statuses = [
+            subprocess.run(
+                [*in_container, *[health_file if a.endswith(".health") else a for a in argv]],
+                cwd=project.root,
+                env=with_venv(project),
+                capture_output=True,
+                timeout=PATIENCE,
+            ).returncode
+            for argv in probes
+        ]
+        if statuses == [0] * len(probes) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert statuses == [0] * len(probes)
     (slow,) = project.enqueue("sleep", 3)
     container.wait_for_output(processing(slow))
     # The kubelet (and docker stop) send SIGTERM to the container's PID 1.

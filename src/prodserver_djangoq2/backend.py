@@ -14,6 +14,7 @@ from django.core.management import CommandError
 from . import autoreload, hook, preflight, process
 from .compatibility import django_q2_problem
 from .errors import ConfigurationError, refusal
+from .health import Heartbeat
 from .reexec import reexec
 from .runner import ClusterRunner
 
@@ -81,7 +82,16 @@ class DjangoQ2Worker(ProcessBackend):
             sys.exit(autoreload.run_with_reloader())
         from django_q.conf import Conf
 
-        runner = ClusterRunner(entry.stop_timeout_for(Conf.TIMEOUT))
+        heartbeat = None
+        if entry.health_file is not None:
+            heartbeat = Heartbeat(
+                entry.health_file,
+                entry.health_interval,
+                entry.stall_after_for(Conf.TIMEOUT),
+                entry.name,
+                str(Conf.CLUSTER_NAME),
+            )
+        runner = ClusterRunner(entry.stop_timeout_for(Conf.TIMEOUT), heartbeat)
         runner.run(prepare=self._prepare, run_once=entry.run_once)
 
     def _prepare(self) -> None:

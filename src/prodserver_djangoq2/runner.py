@@ -31,7 +31,8 @@ from typing import Any, NoReturn
 import psutil
 from django.core.management import CommandError
 
-from . import reexec
+from . import health, reexec
+from .health import Heartbeat
 
 logger = logging.getLogger("django-q")  # Django-Q2 configures it; our lines join its log
 
@@ -65,8 +66,9 @@ class SignalBeforeStart(BaseException):
 class ClusterRunner:
     """Start a cluster, wait for a signal or the sentinel's death, then stop or reload."""
 
-    def __init__(self, stop_timeout: float) -> None:
+    def __init__(self, stop_timeout: float, heartbeat: Heartbeat | None = None) -> None:
         self.stop_timeout = stop_timeout
+        self.heartbeat = heartbeat
         self.signals_received: list[int] = []
         self.cluster_created = False
         self.children = Children()
@@ -152,6 +154,8 @@ class ClusterRunner:
             # Exits from before, such as that of a resource tracker a reload left behind.
             self.children.reap()
             started = self._wait_for_start(cluster)
+            if started and self.heartbeat:
+                self.heartbeat.running()
             if started and not run_once:
                 self._wait(cluster)
             if self._died_on_its_own(cluster):
@@ -161,11 +165,18 @@ class ClusterRunner:
             self._stop(cluster, started)
         finally:
             self.wakeup.close()
+            if self.heartbeat:
+                self.heartbeat.stop()
 
     def _start_sentinel(self, cluster: Any) -> None:
         """Start the sentinel as ``Cluster.start()`` does."""
         from django_q.cluster import Sentinel
+        from django_q.conf import Conf
 
+        sentinel_class: type = Sentinel
+        if self.heartbeat:
+            self.heartbeat.prepare(Conf.WORKERS)
+            sentinel_class = health.sentinel_class()
         # Cluster.start() waits for the start event with no way out in some Django-Q2
         # releases; here that wait also ends when the sentinel dies or a signal arrives.
         context = multiprocessing.get_context("fork")
@@ -176,7 +187,7 @@ class ClusterRunner:
             name=f"Process-{uuid.uuid4().hex}",
             args=(
                 self.hangup_disposition,
-                Sentinel,
+                sentinel_class,
                 cluster.stop_event,
                 cluster.start_event,
                 cluster.cluster_id,
@@ -186,6 +197,8 @@ class ClusterRunner:
         )
         cluster.sentinel.start()
         self.children.sentinel = cluster.sentinel
+        if self.heartbeat:
+            self.heartbeat.forked(cluster.sentinel.pid)
         logger.info("Q Cluster %s starting.", cluster.name)
 
     def _wait_for_start(self, cluster: Any) -> bool:
@@ -218,6 +231,8 @@ class ClusterRunner:
         sentinel = cluster.sentinel
         # A sentinel still starting has no task in progress: it is ended without waiting.
         if started and sentinel.is_alive():
+            if self.heartbeat:
+                self.heartbeat.stopping()
             purpose = " to reload" if not self.stop_requests else ""
             logger.info(
                 "Stopping cluster %s%s: finishing tasks in progress.", cluster.name, purpose

@@ -9,6 +9,7 @@ Q_CLUSTER = {
 }
 
 # STOP_TIMEOUT is left to its default: the cluster's timeout plus 5 s, here 35 s.
+# HEALTH_FILE turns on the heartbeat that the container's health probes read.
 PRODUCTION_PROCESSES = {
-    "worker": {"BACKEND": "djangoq2"},
+    "worker": {"BACKEND": "djangoq2", "HEALTH_FILE": "/tmp/worker.health"},
 }
