@@ -38,8 +38,9 @@ LEGACY_MANYLINUX = ["manylinux1", "manylinux2010", "manylinux2014"]
 # of the time.
 PARALLEL = 2
 SUITE = ["-m", "not soak and not benchmark"]
-# The services the tests start, time zones for Django, make for tests/test_sdist.py.
-CHROOT_PACKAGES = ["redis-server", "postgresql", "tzdata", "make"]
+# The services the tests start, time zones for Django, make for tests/test_sdist.py, systemd
+# and tini for the deployment recipes (tests/test_recipes.py).
+CHROOT_PACKAGES = ["redis-server", "postgresql", "tzdata", "make", "systemd", "tini"]
 # Copied into the chroot: the working tree without what tools and runs leave behind.
 IGNORED = shutil.ignore_patterns(
     ".git", ".venv", ".tox", ".matrix", "__pycache__", "*.pyc", ".mypy_cache", ".ruff_cache",
@@ -149,6 +150,8 @@ def _in_chroot(root: Path, script: str, mounts: dict[str, Path] | None = None) -
         f"mount -t proc proc {root}/proc",
         f"mkdir -p {root}/dev/shm && mount -t tmpfs tmpfs {root}/dev/shm",
         f"mount -t tmpfs tmpfs {root}/tmp",
+        # The cgroup file system, for the tests that run systemd.
+        f"mount --rbind /sys {root}/sys",
     ]
     for inside, outside in (mounts or {}).items():
         steps.append(f"mkdir -p {root}{inside} && mount --bind {outside} {root}{inside}")
