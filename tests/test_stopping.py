@@ -21,7 +21,7 @@ import psutil
 import pytest
 from django_q.humanhash import humanize
 
-from prodserver_djangoq2.runner import KILL_GRACE
+from prodserver_djangoq2.runner import KILL_GRACE, Wakeup, _running
 from tests.harness import ORM_Q_CLUSTER, REPO, Project, Worker
 
 # Small enough that tasks handed back by a killed worker come back within seconds.
@@ -422,3 +422,23 @@ def test_stop_under_the_forkserver_start_method(
     tracker.wait(timeout=STOP_WAIT)
     for noise in ("Traceback", "Exception ignored", "leaked", "resource_tracker"):
         assert noise not in worker.output()
+
+
+def test_a_wake_up_after_the_runner_is_done_is_ignored() -> None:
+    # The helper thread that waits for the sentinel's start may return once the runner is done.
+    wakeup = Wakeup()
+    wakeup.open()
+    wakeup.wake()
+    started = time.monotonic()
+    wakeup.wait(STOP_WAIT * 2)
+    assert time.monotonic() - started < STOP_WAIT, "wake() did not wake the wait"
+    wakeup.close()
+    wakeup.wake()
+    assert signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL
+
+
+def test_a_process_that_is_gone_does_not_run() -> None:
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    process = psutil.Process(child.pid)
+    child.wait()
+    assert not _running(process)
