@@ -16,7 +16,7 @@ from .compatibility import django_q2_problem
 from .errors import ConfigurationError, refusal
 from .health import Heartbeat
 from .reexec import reexec
-from .runner import ClusterRunner
+from .runner import DEFERRED_SIGNALS, ClusterRunner
 
 if TYPE_CHECKING:
     from django_prodserver.backends.base import BaseServerBackend as ProcessBackend
@@ -28,8 +28,6 @@ else:
 
 # Set in the environment of a worker that re-executed itself for ARGS 'settings'.
 REEXEC_MARKER = "PRODSERVER_DJANGOQ2_SETTINGS_SWITCHED"
-# Blocked across a re-execution: one that arrives meanwhile waits for the runner's handlers.
-DEFERRED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 class DjangoQ2Worker(ProcessBackend):
@@ -95,9 +93,6 @@ class DjangoQ2Worker(ProcessBackend):
         runner.run(prepare=self._prepare, run_once=entry.run_once)
 
     def _prepare(self) -> None:
-        # The runner's handlers are in place: a signal deferred across a re-execution is
-        # delivered now.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, DEFERRED_SIGNALS)
         if not self.entry.skip_checks:
             preflight.run(self.entry)
 
@@ -143,6 +138,7 @@ def switch_cluster(entry: process.ProcessEntry) -> None:
 
 
 def _reexec_deferring_signals(environment: dict[str, str], argv: list[str]) -> None:
+    # A signal that arrives while the command starts again waits for the runner's handlers.
     signal.pthread_sigmask(signal.SIG_BLOCK, DEFERRED_SIGNALS)
     reexec(environment, argv)
 
