@@ -26,6 +26,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.harness import WORKER_COMMAND, Project
 
 IDLE = 1.0  # seconds the cluster runs idle before the signal
+LINGER = 2.0  # seconds a process of the worker may take to exit after the worker
+
+
+def _left_behind(root: Path) -> list[str]:
+    """Return the processes still running in ``root`` a moment after the worker's exit."""
+    # A helper that exits by itself once the worker has gone (multiprocessing's resource
+    # tracker reads its pipe's end) is not left behind; give it the moment it needs.
+    deadline = time.monotonic() + LINGER
+    while True:
+        left = []
+        for process in psutil.process_iter(["cwd", "cmdline", "status"]):
+            if process.info["cwd"] == str(root) and process.info["status"] != "zombie":
+                left.append(f"{process.pid} {' '.join(process.info['cmdline'] or [])}")
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
 
 
 def main() -> int:
@@ -42,11 +58,7 @@ def main() -> int:
             worker.process.send_signal(signal.SIGTERM)
             exitcode = worker.process.wait(timeout=60)
             seconds.append(time.monotonic() - started)
-            left = [
-                process.pid
-                for process in psutil.process_iter(["cwd"])
-                if process.info["cwd"] == str(project.root)
-            ]
+            left = _left_behind(project.root)
             if exitcode != 0 or left:
                 print(f"exit {exitcode}, left behind: {left}\n{worker.output()}", file=sys.stderr)
                 return 1
