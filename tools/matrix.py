@@ -30,7 +30,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".matrix"
-HOST_PYTHON = "3.11"
 # The chroots' glibc runs every manylinux wheel up to 2.28 (pip expands no platform by itself).
 GLIBC_MINORS = range(5, 29)
 LEGACY_MANYLINUX = ["manylinux1", "manylinux2010", "manylinux2014"]
