@@ -262,10 +262,19 @@ class ClusterRunner:
     def _reload(self) -> NoReturn:
         """Run this worker's command again in this process: new code, same PID."""
         logger.info("Reloading: running the worker's command again in process %d.", os.getpid())
-        left_behind = " ".join(map(str, _child_pids()))
         # Signals that arrive while the command starts again wait for its runner's handlers.
         signal.pthread_sigmask(signal.SIG_BLOCK, DEFERRED_SIGNALS)
-        reexec.reexec({INHERITED_CHILDREN: left_behind})
+        reexec.reexec(children_to_hand_over())
+
+
+def children_to_hand_over() -> dict[str, str]:
+    """Return the environment that lets this command, run again, reap what it leaves behind.
+
+    Every re-execution of the worker's command should pass it: children of this program (such
+    as multiprocessing's resource tracker, which exits once the program is replaced) become
+    children of the new one, which would otherwise take them for its own and never reap them.
+    """
+    return {INHERITED_CHILDREN: " ".join(map(str, _child_pids()))}
 
 
 def _run_sentinel(hangup_disposition: Any, sentinel_class: Any, *args: Any) -> None:
