@@ -144,11 +144,13 @@ COMMANDS = ("plugin", "qcluster")
 def alternate(runs: int, measure: Callable[[str], dict[str, float]]) -> Samples:
     """Call ``measure("plugin")`` and ``measure("qcluster")`` in turn, ``runs`` times each.
 
-    Alternating spreads the load of other processes on the machine over both alike.
+    Alternating spreads the load of other processes on the machine over both alike; each
+    round swaps which goes first (plugin, qcluster, qcluster, plugin...), so that a load
+    that rises or falls during a round does not always favour the same command.
     """
     samples: Samples = {}
-    for _ in range(runs):
-        for kind in COMMANDS:
+    for round_number in range(runs):
+        for kind in COMMANDS if round_number % 2 == 0 else COMMANDS[::-1]:
             for metric, value in measure(kind).items():
                 samples.setdefault(metric, {command: [] for command in COMMANDS})
                 samples[metric][kind].append(value)
