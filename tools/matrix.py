@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import re
 import shlex
 import shutil
@@ -101,17 +102,26 @@ def _selected(names: list[str]) -> list[Line]:
     return [line for line in lines if not names or line.name in names]
 
 
-def _run(command: list[str], log: Path | None = None, **kwargs: object) -> None:
-    """Run ``command``; on failure print its log's end and raise."""
-    if log is None:
-        subprocess.run(command, check=True, **kwargs)  # type: ignore[call-overload]
-        return
+def _run(command: list[str], log: Path, cwd: Path | None = None) -> None:
+    """Run ``command``, its output appended to ``log``; raise if it fails."""
+    returncode, _ = _measured(command, log, cwd)
+    if returncode:
+        raise subprocess.CalledProcessError(returncode, command)
+
+
+def _measured(command: list[str], log: Path, cwd: Path | None = None) -> tuple[int, float]:
+    """Run ``command``, its output appended to ``log``; return its status and CPU seconds.
+
+    The CPU time counts every process of the command, so that it compares lines whatever else
+    the machine was doing.
+    """
     with log.open("a") as out:
         out.write(f"$ {shlex.join(command)}\n")
         out.flush()
-        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, **kwargs)  # type: ignore[call-overload]
-    if result.returncode:
-        raise subprocess.CalledProcessError(result.returncode, command)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, usage.ru_utime + usage.ru_stime
 
 
 # Pins -------------------------------------------------------------------------------------
@@ -261,6 +271,7 @@ cd /src
 class Outcome:
     line: Line
     seconds: float
+    cpu_seconds: float
     passed: bool
     log: Path
 
@@ -271,18 +282,17 @@ def run_line(line: Line, pytest_args: list[str]) -> Outcome:
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")
     started = time.monotonic()
-    try:
-        if line.debian is None:
-            _run([str(_tox()), "run", "-e", line.name, "--", *SUITE, *pytest_args], log, cwd=REPO)
-        else:
-            wheels = download_wheels(line, log)
-            source = copy_tree(line)
-            pytest = ["python", "-m", "pytest", "-p", "no:cacheprovider", *SUITE, *pytest_args]
-            _run(chroot_command(line, wheels, source, pytest), log)
-        passed = True
-    except subprocess.CalledProcessError:
-        passed = False
-    return Outcome(line, time.monotonic() - started, passed, log)
+    if line.debian is None:
+        command = [str(_tox()), "run", "-e", line.name, "--", *SUITE, *pytest_args]
+        returncode, cpu_seconds = _measured(command, log, cwd=REPO)
+    else:
+        pytest = ["python", "-m", "pytest", "-p", "no:cacheprovider", *SUITE, *pytest_args]
+        try:
+            command = chroot_command(line, download_wheels(line, log), copy_tree(line), pytest)
+        except subprocess.CalledProcessError:  # the wheels' download: its log says why
+            return Outcome(line, time.monotonic() - started, 0.0, False, log)
+        returncode, cpu_seconds = _measured(command, log)
+    return Outcome(line, time.monotonic() - started, cpu_seconds, returncode == 0, log)
 
 
 def prepare(lines: list[Line]) -> None:
@@ -342,13 +352,19 @@ def run(lines: list[Line], pytest_args: list[str]) -> int:
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         for outcome in pool.map(lambda line: run_line(line, pytest_args), ordered):
             status = "passed" if outcome.passed else "FAILED"
-            print(f"{outcome.line.name}: {status} in {outcome.seconds:.0f} s", flush=True)
+            print(
+                f"{outcome.line.name}: {status} in {outcome.seconds:.0f} s"
+                f" ({outcome.cpu_seconds:.0f} CPU s)",
+                flush=True,
+            )
             if not outcome.passed:
                 _print_tail(outcome.log)
             outcomes.append(outcome)
     for outcome in outcomes:
         _print_summary(outcome)
-    print(f"matrix: {len(outcomes)} lines in {time.monotonic() - started:.0f} s", flush=True)
+    cpu_seconds = sum(outcome.cpu_seconds for outcome in outcomes)
+    elapsed = time.monotonic() - started
+    print(f"matrix: {len(outcomes)} lines in {elapsed:.0f} s, {cpu_seconds:.0f} CPU s", flush=True)
     return 0 if all(outcome.passed for outcome in outcomes) else 1
 
 
@@ -360,7 +376,10 @@ def _print_summary(outcome: Outcome) -> None:
     # pytest's closing line, e.g. "212 passed, 1 failed in 250.1s".
     rows = outcome.log.read_text(errors="replace").splitlines()
     closing = [row.strip("= ") for row in rows if re.search(r"\d+ (passed|failed).* in ", row)]
-    print(f"  {outcome.line.name:28} {outcome.seconds:5.0f} s  {closing[-1] if closing else ''}")
+    print(
+        f"  {outcome.line.name:28} {outcome.seconds:5.0f} s {outcome.cpu_seconds:5.0f} CPU s"
+        f"  {closing[-1] if closing else ''}"
+    )
 
 
 # Stop time --------------------------------------------------------------------------------
