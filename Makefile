@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Test files run side by side: most tests wait on real processes, not on the two cores.
+PARALLEL_TESTS ?= -n 4 --dist loadfile
 # The line `make test` runs on (tools/matrix.toml); `make matrix` runs the others.
 HOST_LINE := py311-django52-prodserver3
 MATRIX_LINES ?=
@@ -36,7 +38,7 @@ typecheck: $(BIN)/.installed
 
 test: lint typecheck
 	rm -f .coverage .coverage.*
-	$(BIN)/coverage run -m pytest -m "not soak and not benchmark" $(PYTEST_ARGS)
+	$(BIN)/coverage run -m pytest -m "not soak and not benchmark" $(PARALLEL_TESTS) $(PYTEST_ARGS)
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 

@@ -37,7 +37,8 @@ LEGACY_MANYLINUX = ["manylinux1", "manylinux2010", "manylinux2014"]
 # Lines run two at a time: the machines have two cores, and a line waits on its workers much
 # of the time.
 PARALLEL = 2
-SUITE = ["-m", "not soak and not benchmark"]
+# Each line runs its test files side by side, as `make test` does.
+SUITE = ["-m", "not soak and not benchmark", "-n", "3", "--dist", "loadfile"]
 # The services the tests start, time zones for Django, make for tests/test_sdist.py, systemd
 # and tini for the deployment recipes (tests/test_recipes.py).
 CHROOT_PACKAGES = ["redis-server", "postgresql", "tzdata", "make", "systemd", "tini"]
