@@ -208,6 +208,21 @@ def test_yaml_example_parses(block: doc_output.Block) -> None:
     assert isinstance(document, dict) and document, block.where
 
 
+DOCKER = of("docker", "dockerfile")
+
+
+@pytest.mark.parametrize("block", DOCKER, ids=ids(DOCKER))
+def test_dockerfile_example_parses(block: doc_output.Block, tmp_path: Path) -> None:
+    # tests/test_health.py runs the commands of docs/health.md's block against a worker.
+    from dockerfile_parse import DockerfileParser
+
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("FROM python:3-slim\n" + block.code)
+    instructions = [i["instruction"] for i in DockerfileParser(str(dockerfile)).structure]
+    assert instructions[0] == "FROM"
+    assert len(instructions) > 1
+
+
 TOML = of("toml")
 
 
@@ -224,7 +239,7 @@ def test_toml_example_parses(block: doc_output.Block) -> None:
 
 
 def test_every_block_is_checked() -> None:
-    checked = {*SETTINGS, *CODE, *SHELL, *INI, *YAML, *TOML}
+    checked = {*SETTINGS, *CODE, *SHELL, *INI, *YAML, *TOML, *DOCKER}
     # Directives of the site (toctree, autodoc) are Sphinx's to check (make docs).
     unchecked = [b.where for b in BLOCKS if b not in checked and b.language]
     assert unchecked == [], "no test for these blocks"
