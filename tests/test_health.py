@@ -71,6 +71,8 @@ def start(project: Project, workers: list[Worker], path: Path) -> Worker:
     workers.append(worker)
     worker.wait_for_output("running.")
     wait_for(lambda: healthy(path, "--ready"), 10 * INTERVAL, "a healthy, ready worker")
+    # The sentinel's first rounds come before its processes exist.
+    wait_for(lambda: role_pids(path, "pusher") != [], 10 * INTERVAL, "the cluster's processes")
     return worker
 
 
@@ -134,7 +136,7 @@ def test_a_stopped_sentinel_fails_liveness_until_it_continues(
     sentinel = state(path)["sentinel"]["pid"]
     os.kill(sentinel, signal.SIGSTOP)
     try:
-        took = wait_for(lambda: not healthy(path), 3 * INTERVAL + 3, "a failing probe")
+        took = wait_for(lambda: not healthy(path), 3 * INTERVAL + 10, "a failing probe")
         print(f"probe failed {took:.1f} s after SIGSTOP")
         assert "it is stopped or stuck" in probe(path).stdout
     finally:
@@ -153,7 +155,7 @@ def test_a_stalled_cluster_fails_liveness(broker_project: Project, workers: list
     try:
         ids = project.enqueue("noop", count=20)
         enqueued = time.monotonic()
-        wait_for(lambda: not healthy(path), stall_after + 3 * INTERVAL + 5, "a stall")
+        wait_for(lambda: not healthy(path), stall_after + INTERVAL + 15, "a stall")
         print(f"stall reported {time.monotonic() - enqueued:.1f} s after the tasks")
         verdict = probe(path).stdout
         assert re.match(r"unhealthy: stalled: \d+ tasks wait, 2 workers are idle", verdict)
