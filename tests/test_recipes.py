@@ -443,10 +443,13 @@ def test_systemd_unit_runs_under_systemd(tmp_path: Path, manager: UserManager) -
     assert "unknown qcluster option 'workerz'" in output()
 
 
+STOP_LIMIT = 20
+
+
 def test_qcluster_unit_is_killed_at_timeout_where_the_worker_stops(
     tmp_path: Path, manager: UserManager
 ) -> None:
-    """The migration guide's systemd claim, with the stop timeout cut to 5 s for the test."""
+    """The migration guide's systemd claim, with the stop timeout cut to 20 s for the test."""
     defaults = manager.systemctl("show", "--property=DefaultTimeoutStopUSec").stdout
     assert defaults.strip() == "DefaultTimeoutStopUSec=1min 30s"  # what the guide says
     for name in ("qcluster.service", "prodserver-worker.service"):
@@ -455,7 +458,8 @@ def test_qcluster_unit_is_killed_at_timeout_where_the_worker_stops(
         # The default KillMode (control-group): SIGTERM to every process, as many units do.
         text = text.replace("KillMode=mixed\n", "")
         log = tmp_path / f"{name}.log"
-        manager.install(name, text, project, log, extra="TimeoutStopSec=5\n")
+        # Long enough for the worker's stop on a loaded machine; qcluster never stops.
+        manager.install(name, text, project, log, extra=f"TimeoutStopSec={STOP_LIMIT}\n")
         assert manager.systemctl("start", name).returncode == 0
         wait_until(lambda log=log: "running." in read(log), f"{name}'s cluster")
         started = time.monotonic()
@@ -464,10 +468,10 @@ def test_qcluster_unit_is_killed_at_timeout_where_the_worker_stops(
         state = manager.show(name)
         if name == "qcluster.service":
             assert state["Result"] == "timeout", read(log)
-            assert took >= 5
+            assert took >= STOP_LIMIT
         else:
             assert (state["Result"], state["ExecMainStatus"]) == ("success", "0")
-            assert took < 5
+            assert took < STOP_LIMIT
 
 
 # Procfile
