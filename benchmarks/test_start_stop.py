@@ -31,7 +31,8 @@ from benchmarks.measure import (
 )
 from tests.harness import Project, Worker
 
-pytestmark = pytest.mark.benchmark
+# Generating and migrating the big project alone takes minutes on a busy machine.
+pytestmark = [pytest.mark.benchmark, pytest.mark.timeout(3600)]
 
 # Even, so that each command goes first in as many rounds.
 RUNS = 8
