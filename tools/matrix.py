@@ -60,10 +60,12 @@ class Line:
     django_q2: str
     debian: str | None = None
     host: bool = False
+    pending: bool = False  # tools/matrix-pending.toml: run only when named
 
     @property
     def constraints(self) -> Path:
-        return REPO / "constraints" / f"{self.name}.txt"
+        folder = REPO / "constraints" / ("pending" if self.pending else "")
+        return folder / f"{self.name}.txt"
 
     @property
     def bounds(self) -> list[str]:
@@ -84,9 +86,12 @@ class Line:
 
 
 def load_lines() -> list[Line]:
-    """Return every line of tools/matrix.toml."""
-    table = tomllib.loads((REPO / "tools" / "matrix.toml").read_text())["lines"]
-    return [Line(name=name, **values) for name, values in table.items()]
+    """Return every line of tools/matrix.toml, then those of tools/matrix-pending.toml."""
+    lines = []
+    for file, pending in (("matrix.toml", False), ("matrix-pending.toml", True)):
+        table = tomllib.loads((REPO / "tools" / file).read_text()).get("lines", {})
+        lines += [Line(name=name, pending=pending, **values) for name, values in table.items()]
+    return lines
 
 
 def _next_minor(version: str) -> str:
@@ -100,7 +105,7 @@ def _selected(names: list[str]) -> list[Line]:
     if unknown:
         known = ", ".join(line.name for line in lines)
         sys.exit(f"unknown lines {', '.join(sorted(unknown))}; tools/matrix.toml has {known}")
-    return [line for line in lines if not names or line.name in names]
+    return [line for line in lines if line.name in names or not (names or line.pending)]
 
 
 def _run(command: list[str], log: Path, cwd: Path | None = None) -> None:
@@ -157,6 +162,8 @@ def _in_chroot(root: Path, script: str, mounts: dict[str, Path] | None = None) -
     Its mounts vanish with it, and so does every process it leaves behind.
     """
     steps = [
+        # The chroot's / is a mount point, so that `unshare --mount` works inside it too.
+        f"mount --bind {root} {root}",
         f"mount -t proc proc {root}/proc",
         f"mkdir -p {root}/dev/shm && mount -t tmpfs tmpfs {root}/dev/shm",
         f"mount -t tmpfs tmpfs {root}/tmp",
@@ -251,7 +258,7 @@ if [ "$(cat {venv}/.constraints 2>/dev/null)" != {digest} ]; then
     rm -rf {venv}
     python{line.python} -m venv {venv}
     {venv}/bin/pip install --quiet --no-index --find-links /wheels --no-deps \
-        -r /src/constraints/{line.name}.txt
+        -r /src/{line.constraints.relative_to(REPO)}
     echo {digest} > {venv}/.constraints
 fi
 # The working tree, installed editable: a changed entry point is seen too.
