@@ -388,7 +388,7 @@ def test_processes_started_before_the_cluster_are_neither_signalled_nor_reaped(
     [sidecar] = [
         child
         for child in psutil.Process(worker.pid).children()
-        if "sidecar-signalled" in " ".join(child.cmdline())
+        if "sidecar-signalled" in _cmdline(child)
     ]
     worker.wait_for_output("short-lived child exited with", timeout=STOP_WAIT)
     assert "short-lived child exited with 7" in worker.output()
@@ -398,6 +398,13 @@ def test_processes_started_before_the_cluster_are_neither_signalled_nor_reaped(
     assert sidecar.is_running()
     assert not (project.root / "sidecar-signalled").exists()
     sidecar.kill()
+
+
+def _cmdline(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:  # e.g. the short-lived child, a zombie until its parent waits
+        return ""
 
 
 FORKSERVER = 'import multiprocessing\nmultiprocessing.set_start_method("forkserver", force=True)\n'
