@@ -16,7 +16,7 @@ from .compatibility import django_q2_problem
 from .errors import ConfigurationError, refusal
 from .health import Heartbeat
 from .reexec import reexec
-from .runner import DEFERRED_SIGNALS, ClusterRunner
+from .runner import DEFERRED_SIGNALS, ClusterRunner, children_to_hand_over
 
 if TYPE_CHECKING:
     from django_prodserver.backends.base import BaseServerBackend as ProcessBackend
@@ -140,7 +140,9 @@ def switch_cluster(entry: process.ProcessEntry) -> None:
 def _reexec_deferring_signals(environment: dict[str, str], argv: list[str]) -> None:
     # A signal that arrives while the command starts again waits for the runner's handlers.
     signal.pthread_sigmask(signal.SIG_BLOCK, DEFERRED_SIGNALS)
-    reexec(environment, argv)
+    # Children this program already has (e.g. multiprocessing's resource tracker under
+    # forkserver) are reaped by the new one.
+    reexec({**environment, **children_to_hand_over()}, argv)
 
 
 def without_settings_option(argv: list[str]) -> list[str]:
