@@ -20,7 +20,7 @@ import psutil
 import pytest
 from django_q.humanhash import humanize
 
-from tests.harness import ORM_Q_CLUSTER, Project, Worker
+from tests.harness import ORM_Q_CLUSTER, Project, Worker, q_cluster_for
 from tests.test_reaping import zombie_children
 from tests.test_stopping import (
     FORKSERVER,
@@ -69,10 +69,16 @@ def one_cluster(worker: Worker, task_workers: int) -> list[psutil.Process]:
     return processes
 
 
+@pytest.mark.parametrize("broker", ["orm", "redis"])
 def test_sighup_finishes_the_task_and_runs_the_command_again_in_the_same_pid(
-    tmp_path: Path, workers: list[Worker]
+    tmp_path: Path, workers: list[Worker], broker: str, request: pytest.FixtureRequest
 ) -> None:
-    project = make_project(tmp_path / "project", ORM_Q_CLUSTER)
+    q_cluster: dict[str, object] = dict(ORM_Q_CLUSTER)
+    if broker == "redis":
+        server = request.getfixturevalue("redis_server")
+        request.getfixturevalue("redis_db")
+        q_cluster = q_cluster_for(redis=f"redis://{server.host}:{server.port}/0")
+    project = make_project(tmp_path / "project", q_cluster)
     [task] = project.enqueue("sleep", 5)
     worker = project.start("prodserver", "worker")
     workers.append(worker)
@@ -80,7 +86,7 @@ def test_sighup_finishes_the_task_and_runs_the_command_again_in_the_same_pid(
     old_cluster = cluster_of(worker)
     command = psutil.Process(worker.pid).cmdline()
     # The settings on disk change; the new cluster runs with them.
-    project.settings["Q_CLUSTER"] = {**ORM_Q_CLUSTER, "workers": 3}
+    project.settings["Q_CLUSTER"] = {**q_cluster, "workers": 3}
     project.write()
     os.kill(worker.pid, signal.SIGHUP)
     wait_for_reloads(worker, 1)
