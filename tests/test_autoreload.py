@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.harness import WORKER_COMMAND, Project, Worker
+from tests.harness import WORKER_COMMAND, Project, Worker, q_cluster_for
 from tests.project_base import INSTALLED_APPS
 
 TASK = "def version():\n    return {version}\n"
@@ -72,9 +72,16 @@ def cluster_processes(worker: Worker) -> list[psutil.Process]:
     return [p for p in worker.descendants() if p.status() != psutil.STATUS_ZOMBIE]
 
 
+@pytest.mark.parametrize("broker", ["orm", "redis"])
 def test_an_edited_task_module_runs_its_new_code(
-    dev_project: Project, workers: list[Worker]
+    dev_project: Project, workers: list[Worker], broker: str, request: pytest.FixtureRequest
 ) -> None:
+    if broker == "redis":
+        server = request.getfixturevalue("redis_server")
+        request.getfixturevalue("redis_db")
+        url = f"redis://{server.host}:{server.port}/0"
+        dev_project.settings["Q_CLUSTER"] = q_cluster_for(redis=url)
+        dev_project.write()
     worker = dev_project.start(WORKER_COMMAND, "worker")
     workers.append(worker)
     worker.wait_for_output("running.")
