@@ -163,11 +163,24 @@ def postgres_server() -> Iterator[Postgres]:
     )
     try:
         wait_until(lambda: port_open(port), "postgres")
+        # The port opens before the server accepts connections ("the database system is
+        # starting up").
+        wait_until(lambda: _accepts_connections(port), "postgres", timeout=60)
         yield Postgres("127.0.0.1", port, "postgres")
     finally:
         process.terminate()
         process.wait(timeout=30)
         shutil.rmtree(data, ignore_errors=True)
+
+
+def _accepts_connections(port: int) -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres").close()
+    except psycopg.OperationalError:
+        return False
+    return True
 
 
 @pytest.fixture(scope="session")

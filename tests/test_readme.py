@@ -287,14 +287,32 @@ def test_built_in_backend_hangs_when_sigterm_reaches_every_process(
 ) -> None:
     project = built_in_project(tmp_path / "p")
     project.migrate()
-    worker = project.start(WORKER_COMMAND, "worker")
-    workers.append(worker)
-    worker.wait_for_output("running.")
-    time.sleep(0.5)
-    targets = [worker.pid] + [process.pid for process in worker.descendants()]
-    for pid in targets:
-        os.kill(pid, signal.SIGTERM)
-    with pytest.raises(subprocess.TimeoutExpired):
-        worker.process.wait(timeout=15)
-    # The same delivery stops this package's worker (tests/test_stopping.py covers it).
-    worker.kill()
+    # Whether it hangs depends on which process the signal reaches first: in most starts it
+    # does; one of three is asked for.
+    hung = 0
+    for _ in range(3):
+        worker = project.start(WORKER_COMMAND, "worker")
+        workers.append(worker)
+        worker.wait_for_output("running.")
+        time.sleep(0.5)
+        targets = [worker.pid] + [process.pid for process in worker.descendants()]
+        for pid in targets:
+            os.kill(pid, signal.SIGTERM)
+        try:
+            worker.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            hung += 1
+        # The same delivery stops this package's worker (tests/test_stopping.py covers it).
+        worker.kill()
+        if hung:
+            break
+    assert hung
+
+
+if PRODSERVER_MAJOR < 3:
+    # django-prodserver 2 ships its built-in backend elsewhere, without these claims' docstring:
+    # the cases exist on 3 only (the first test above says why).
+    del test_built_in_backend_refuses_its_documented_cluster_name_option
+    del test_built_in_backend_serves_the_default_queue_whatever_the_name
+    del test_built_in_backend_starts_without_migrations
+    del test_built_in_backend_hangs_when_sigterm_reaches_every_process
