@@ -546,21 +546,6 @@ def test_procfile_without_exec_leaves_a_shell_between_honcho_and_the_worker(
         assert "worker.1 stopped (rc=-15)" in honcho.output()
 
 
-def test_qcluster_procfile_hangs_under_honcho(tmp_path: Path) -> None:
-    """The migration guide's Procfile claim: SIGTERM to honcho never ends plain qcluster."""
-    project = recipe_project(tmp_path / "app")
-    project.migrate()
-    with honcho_started(project, "qcluster.Procfile") as honcho:
-        qcluster = [p for p in honcho.descendants() if "qcluster" in p.cmdline()]
-        os.kill(honcho.pid, signal.SIGTERM)
-        honcho.wait_for_output("stopping.")
-        # honcho kills what is left 5 s after a process has stopped; none ever stops.
-        time.sleep(15)
-        assert honcho.process.poll() is None
-        assert "stopped (rc=" not in honcho.output()
-        assert [p.cmdline()[-1] for p in alive(qcluster)] == ["qcluster"]
-
-
 # Dockerfile and Kubernetes
 
 
