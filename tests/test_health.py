@@ -19,7 +19,7 @@ import pytest
 
 from tests.harness import REPO, WORKER_COMMAND, Project, Worker, q_cluster_for
 from tests.project_base import SECRET_KEY
-from tests.services import Server, free_port, port_open, require_binary, wait_until
+from tests.services import Postgres, Server, free_port, port_open, require_binary, wait_until
 
 INTERVAL = 1
 HEALTH_DOCS = REPO / "docs" / "health.md"
@@ -145,8 +145,17 @@ def test_a_stopped_sentinel_fails_liveness_until_it_continues(
     assert worker.stop(signal.SIGTERM) == 0
 
 
-def test_a_stalled_cluster_fails_liveness(broker_project: Project, workers: list[Worker]) -> None:
+def test_a_stalled_cluster_fails_liveness(
+    broker_project: Project, workers: list[Worker], request: pytest.FixtureRequest
+) -> None:
     project = broker_project
+    if "orm" in project.settings["Q_CLUSTER"]:
+        # A pusher stopped inside a SQLite transaction would hold the whole file's lock.
+        postgres: Postgres = request.getfixturevalue("postgres_server")
+        name = f"health_{os.getpid()}_{time.monotonic_ns()}"
+        project.settings["DATABASES"] = {"default": postgres.create_database(name)}
+        project.write()
+        project.migrate()
     stall_after = 3
     path = health_project(project, STALL_AFTER=stall_after)
     worker = start(project, workers, path)
