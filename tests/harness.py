@@ -18,6 +18,7 @@ import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 PRODSERVER_MAJOR = int(version("django-prodserver").split(".")[0])
+DJANGO_Q2_VERSION = tuple(int(part) for part in version("django-q2").split(".")[:2])
 # The command that runs a worker backend on the installed django-prodserver without the hook.
 WORKER_COMMAND = "worker" if PRODSERVER_MAJOR >= 3 else "prodserver"
 MANAGE_PY = """\

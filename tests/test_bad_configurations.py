@@ -10,13 +10,12 @@ import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.harness import ORM_Q_CLUSTER, Project
+from tests.harness import DJANGO_Q2_VERSION, ORM_Q_CLUSTER, Project
 from tests.project_base import SECRET_KEY
 from tests.services import Server, free_port
 
@@ -33,9 +32,6 @@ QUIET_LOGGING = {
     "handlers": {"stderr": {"class": "logging.StreamHandler"}},
     "loggers": {"django-q": {"handlers": ["stderr"], "level": "WARNING", "propagate": False}},
 }
-
-
-DJANGO_Q2_VERSION = tuple(int(part) for part in version("django-q2").split(".")[:2])
 
 
 def closed_redis(**extra: Any) -> dict[str, Any]:

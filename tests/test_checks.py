@@ -842,7 +842,8 @@ def test_every_emitted_id_is_documented() -> None:
 
 
 def test_every_documented_id_is_produced_by_a_bad_configuration() -> None:
-    from tests.test_bad_configurations import CASES, DJANGO_Q2_VERSION
+    from tests.harness import DJANGO_Q2_VERSION
+    from tests.test_bad_configurations import CASES
 
     produced = {check_id for case in CASES for check_id in case.expected}
     if DJANGO_Q2_VERSION < (1, 11):

@@ -47,7 +47,8 @@ def named_paths(text: str) -> set[str]:
         token = token.replace("$(HOST_LINE)", HOST_LINE)
         for path in (token.replace("{env_name}", env) for env in TOX_ENVS):
             top = path.split("/")[0]
-            if path.strip("./") and top not in OUTPUTS and (REPO / path).exists():
+            written = top in OUTPUTS or LEFTOVERS.search(path)
+            if path.strip("./") and not written and (REPO / path).exists():
                 found.add(path.rstrip("/"))
     return found
 
