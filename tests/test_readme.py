@@ -284,7 +284,9 @@ def test_built_in_backend_starts_without_migrations(tmp_path: Path, workers: lis
     workers.append(worker)
     worker.wait_for_output("no such table: django_q_ormq")
     assert worker.process.poll() is None, "it keeps running"
-    assert worker.stop() == 0
+    # How it stops is not the claim (django-q2 1.10 may print a traceback for a stop before its
+    # sentinel has started).
+    worker.kill()
     assert "`no such table: django_q_ormq`" in README.read_text()
 
 
