@@ -97,10 +97,12 @@ def test_the_heartbeat_says_what_the_cluster_does(
     worker = start(broker_project, workers, path)
     (task_id,) = broker_project.enqueue("add", 1, 2)
     broker_project.wait_for_results([task_id], worker=worker)
+    # The broker is polled on its own thread: its count may predate the task's delivery.
     wait_for(
-        lambda: (state(path)["last_task_finished"] or {}).get("id") == task_id,
+        lambda: (state(path)["last_task_finished"] or {}).get("id") == task_id
+        and state(path)["broker"]["queued"] == 0,
         5 * INTERVAL,
-        "the finished task in the heartbeat",
+        "the finished task and an empty queue in the heartbeat",
     )
     seen = state(path)
     assert seen["pid"] == worker.pid

@@ -53,7 +53,8 @@ def fresh_venv(tmp_path: Path, wheel: Path) -> dict[str, str]:
     # Everything this session has installed, except this package and the installers.
     overlay = tmp_path / "dependencies"
     overlay.mkdir()
-    for directory in map(Path, site.getsitepackages()):
+    # Debian's interpreters list folders that may not exist (`local/lib/pythonX.Y/dist-packages`).
+    for directory in filter(Path.is_dir, map(Path, site.getsitepackages())):
         for entry in directory.iterdir():
             if not (PACKAGE_FILES.match(entry.name) or INSTALLERS.match(entry.name)):
                 target = overlay / entry.name

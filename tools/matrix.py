@@ -173,8 +173,10 @@ def _in_chroot(root: Path, script: str, mounts: dict[str, Path] | None = None) -
     for inside, outside in (mounts or {}).items():
         steps.append(f"mkdir -p {root}{inside} && mount --bind {outside} {root}{inside}")
     environment = "HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 CI=true"
+    # Not exec'd: sh stays the namespace's PID 1 and reaps the orphans that the tests leave to
+    # init, as init does on a host (bash would exec its last command, pytest, which never reaps).
     steps.append(
-        f"exec chroot {root} /usr/bin/env -i {environment} DEBIAN_FRONTEND=noninteractive "
+        f"chroot {root} /usr/bin/env -i {environment} DEBIAN_FRONTEND=noninteractive "
         f"/bin/bash -euo pipefail -c {shlex.quote(script)}"
     )
     namespaces = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--"]
