@@ -99,8 +99,10 @@ def test_the_heartbeat_says_what_the_cluster_does(
     broker_project.wait_for_results([task_id], worker=worker)
     # The broker is polled on its own thread: its count may predate the task's delivery.
     wait_for(
-        lambda: (state(path)["last_task_finished"] or {}).get("id") == task_id
-        and state(path)["broker"]["queued"] == 0,
+        lambda: (
+            (state(path)["last_task_finished"] or {}).get("id") == task_id
+            and state(path)["broker"]["queued"] == 0
+        ),
         5 * INTERVAL,
         "the finished task and an empty queue in the heartbeat",
     )
