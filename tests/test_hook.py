@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import shutil
 import site
 import subprocess
 import sys
 from pathlib import Path
 
+import django_prodserver
 import pytest
 
 from prodserver_djangoq2 import hook
@@ -111,8 +113,12 @@ def test_broken_plugin_through_manage_py(project: Project, tmp_path: Path) -> No
 
 
 def test_unrecognised_prodserver_version_says_so_once(project: Project, tmp_path: Path) -> None:
-    # A newer django-prodserver's metadata ahead of the installed one on sys.path.
+    # A newer django-prodserver ahead of the installed one on sys.path: its metadata, and a
+    # copy of the installed package that says 9.0.0.
     write_distribution(tmp_path / "future", "django-prodserver", "9.0.0", {}, {})
+    package = tmp_path / "future" / "django_prodserver"
+    shutil.copytree(Path(django_prodserver.__file__).parent, package)
+    (package / "__init__.py").write_text('__version__ = "9.0.0"\n')
     project.settings["PRODUCTION_PROCESSES"] = {
         "worker": {"BACKEND": "prodserver_djangoq2.DjangoQ2Worker", "ARGS": {"run-once": None}}
     }

@@ -269,6 +269,9 @@ class UserManager:
             "XDG_RUNTIME_DIR": str(self.runtime),
             "XDG_CONFIG_HOME": str(root / "config"),
         }
+        # systemctl does nothing in a chroot (tools/matrix.py's lines) unless told to.
+        if "SYSTEMD_IGNORE_CHROOT" in os.environ:
+            self.environment["SYSTEMD_IGNORE_CHROOT"] = os.environ["SYSTEMD_IGNORE_CHROOT"]
 
     def start(self) -> None:
         systemd = require_binary("systemd", "apt-get install systemd", SYSTEMD_DIRS)

@@ -173,6 +173,8 @@ def _in_chroot(root: Path, script: str, mounts: dict[str, Path] | None = None) -
     for inside, outside in (mounts or {}).items():
         steps.append(f"mkdir -p {root}{inside} && mount --bind {outside} {root}{inside}")
     environment = "HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 CI=true"
+    # systemctl ignores its commands in a chroot unless told to (the recipe tests run systemd).
+    environment += " SYSTEMD_IGNORE_CHROOT=1"
     # Not exec'd: sh stays the namespace's PID 1 and reaps the orphans that the tests leave to
     # init, as init does on a host (bash would exec its last command, pytest, which never reaps).
     steps.append(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from django.apps import apps
 from django.core.management import CommandError
 
-from . import autoreload, hook, preflight, process
+from . import autoreload, hook, names, preflight, process
 from .compatibility import django_q2_problem
 from .errors import ConfigurationError, refusal
 from .health import Heartbeat
@@ -37,7 +37,7 @@ class DjangoQ2Worker(ProcessBackend):
     ``timeout`` plus 5) bounds how long a stop waits for tasks in progress.
     """
 
-    runs_django_q2_cluster = True  # process.BACKEND_MARKER, for subclasses too
+    runs_django_q2_cluster = True  # names.BACKEND_MARKER, for subclasses too
 
     def __init__(self, **process_config: Any) -> None:
         require_installed()
@@ -132,9 +132,9 @@ def switch_cluster(entry: process.ProcessEntry) -> None:
     cluster = entry.cluster_to_serve()
     # Django-Q2 read Q_CLUSTER_NAME when Django loaded it; only a new interpreter reads it
     # again, and with it every value that Django-Q2's modules copied at import.
-    in_environment = os.environ.get(process.CLUSTER_NAME_VARIABLE)
+    in_environment = os.environ.get(names.CLUSTER_NAME_VARIABLE)
     if cluster is not None and cluster not in (in_environment, Conf.CLUSTER_NAME):
-        _reexec_deferring_signals({process.CLUSTER_NAME_VARIABLE: cluster}, sys.orig_argv)
+        _reexec_deferring_signals({names.CLUSTER_NAME_VARIABLE: cluster}, sys.orig_argv)
 
 
 def _reexec_deferring_signals(environment: dict[str, str], argv: list[str]) -> None:

@@ -16,12 +16,13 @@ from typing import Any
 
 from django.conf import settings
 
+from .names import CLUSTER_NAME_VARIABLE
+
 # Django-Q2's broker settings, in the order of precedence that ``get_broker`` applies.
 BROKERS = ("broker_class", "iron_mq", "sqs", "orm", "mongo", "django_redis", "redis")
 POSITIVE_INTEGERS = ("workers", "recycle", "queue_limit")
 POSITIVE_NUMBERS = ("timeout", "retry")
 NUMBERS = (*POSITIVE_INTEGERS, *POSITIVE_NUMBERS)
-CLUSTER_NAME_VARIABLE = "Q_CLUSTER_NAME"
 MISSING = object()
 
 # (the copy handed to Django-Q2, the value the project wrote)

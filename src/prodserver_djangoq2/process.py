@@ -19,6 +19,7 @@ from django.conf import settings
 
 from . import arguments
 from .errors import ConfigurationError
+from .names import BACKEND_MARKER, BACKEND_NAMES, CLUSTER_NAME_VARIABLE, WORKER_COMMANDS
 
 DEFAULT_PING_TIMEOUT = 5.0
 DEFAULT_HEALTH_INTERVAL = 5.0
@@ -29,16 +30,6 @@ DEFAULT_STALL_AFTER = 60.0
 DEFAULT_STOP_TIMEOUT = 30.0
 # Beyond the cluster's 'timeout': time for the sentinel to end its workers and save results.
 STOP_MARGIN = 5.0
-CLUSTER_NAME_VARIABLE = "Q_CLUSTER_NAME"
-# The backend class sets this attribute; a subclass in a project inherits it.
-BACKEND_MARKER = "runs_django_q2_cluster"
-# django-prodserver's commands that start a worker backend.
-WORKER_COMMANDS = ("worker", "prodserver")
-BACKEND_NAMES = (
-    "djangoq2",
-    "prodserver_djangoq2.DjangoQ2Worker",
-    "prodserver_djangoq2.backend.DjangoQ2Worker",
-)
 
 T = TypeVar("T")
 
