@@ -237,3 +237,20 @@ class Worker:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
         self.process.wait()
+
+
+def is_resource_tracker(process: psutil.Process) -> bool:
+    """Tell multiprocessing's resource tracker, a child of the main process but not the cluster's.
+
+    The main process has one under the forkserver start method, Python 3.14's default. It ends by
+    itself once every process that holds its pipe has exited.
+    """
+    try:
+        return "multiprocessing.resource_tracker" in " ".join(process.cmdline())
+    except psutil.NoSuchProcess:
+        return False
+
+
+def children_but_trackers(pid: int) -> list[psutil.Process]:
+    """Return the children of ``pid``, but for multiprocessing's resource tracker."""
+    return [child for child in psutil.Process(pid).children() if not is_resource_tracker(child)]

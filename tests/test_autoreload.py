@@ -10,7 +10,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.harness import WORKER_COMMAND, Project, Worker, q_cluster_for
+from tests.harness import (
+    WORKER_COMMAND,
+    Project,
+    Worker,
+    children_but_trackers,
+    is_resource_tracker,
+    q_cluster_for,
+)
 from tests.project_base import INSTALLED_APPS
 
 TASK = "def version():\n    return {version}\n"
@@ -69,7 +76,12 @@ def ctrl_c(worker: Worker) -> int:
 
 
 def cluster_processes(worker: Worker) -> list[psutil.Process]:
-    return [p for p in worker.descendants() if p.status() != psutil.STATUS_ZOMBIE]
+    """The watcher's descendants but resource trackers (which end once their holders have)."""
+    return [
+        p
+        for p in worker.descendants()
+        if p.status() != psutil.STATUS_ZOMBIE and not is_resource_tracker(p)
+    ]
 
 
 @pytest.mark.parametrize("broker", ["orm", "redis"])
@@ -109,7 +121,7 @@ def test_edits_leave_one_worker_and_no_orphans(
         wait_for_restarts(worker, version - 1)
     assert run_version(dev_project, worker) == edits + 1
     now = cluster_processes(worker)
-    assert len(psutil.Process(worker.pid).children()) == 1  # one worker under the watcher
+    assert len(children_but_trackers(worker.pid)) == 1  # one worker under the watcher
     assert len(now) == len(first)
     assert not [p for p in first if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert ctrl_c(worker) == 0
@@ -126,7 +138,7 @@ def test_a_syntax_error_keeps_the_watcher_and_a_fix_recovers(
     edit(models, "def broken(:\n")
     worker.wait_for_output("it starts again when a file changes")
     assert worker.process.poll() is None
-    assert len(psutil.Process(worker.pid).children()) == 0
+    assert len(children_but_trackers(worker.pid)) == 0
     edit(models, "")
     edit(dev_project.root / "devtasks" / "tasks.py", TASK.format(version=3))
     wait_for_restarts(worker, 1)

@@ -8,7 +8,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.harness import PRODSERVER_MAJOR, Project, Worker
+from tests.harness import PRODSERVER_MAJOR, Project, Worker, is_resource_tracker
 
 ALT_CLUSTERS = {
     "high-priority": {"workers": 3, "timeout": 20, "retry": 40},
@@ -65,6 +65,8 @@ def test_each_worker_runs_only_its_own_queue(
     assert len(trees["worker-high"]) > len(trees["worker-low"])
     for worker in started.values():
         assert worker.stop(signal.SIGTERM) == 0
+    trackers = [p for tree in trees.values() for p in tree if is_resource_tracker(p)]
+    psutil.wait_procs(trackers, timeout=30)  # they end once the main process has
     leftovers = [p for tree in trees.values() for p in tree if _alive(p)]
     assert not leftovers
 

@@ -166,7 +166,11 @@ class QuickStart:
     def check_console(self, command: str, quoted: str, block: doc_output.Block) -> None:
         if starts_worker(command):
             worker = self.start(command)
-            printed = worker.output()
+            # What a reader sees up to the line the page ends on ("running."): the cluster's
+            # processes may log their own start right after it.
+            lines = worker.output().splitlines(keepends=True)
+            end = next(i for i, line in enumerate(lines) if "running." in line)
+            printed = "".join(lines[: end + 1])
         else:
             deadline = time.monotonic() + 30
             printed = self.run(command, block)

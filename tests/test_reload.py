@@ -20,14 +20,13 @@ import psutil
 import pytest
 from django_q.humanhash import humanize
 
-from tests.harness import ORM_Q_CLUSTER, Project, Worker, q_cluster_for
+from tests.harness import ORM_Q_CLUSTER, Project, Worker, is_resource_tracker, q_cluster_for
 from tests.test_reaping import zombie_children
 from tests.test_stopping import (
     FORKSERVER,
     STOP_WAIT,
     alive,
     cluster_of,
-    is_resource_tracker,
     make_project,
     sentinel_of,
     stored,

@@ -22,7 +22,7 @@ import pytest
 from django_q.humanhash import humanize
 
 from prodserver_djangoq2.runner import KILL_GRACE, Wakeup, _running
-from tests.harness import ORM_Q_CLUSTER, REPO, Project, Worker
+from tests.harness import ORM_Q_CLUSTER, REPO, Project, Worker, is_resource_tracker
 
 # Small enough that tasks handed back by a killed worker come back within seconds.
 FAST_Q_CLUSTER = {**ORM_Q_CLUSTER, "timeout": 4, "retry": 5}
@@ -57,17 +57,6 @@ def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             pass
     return running
-
-
-def is_resource_tracker(process: psutil.Process) -> bool:
-    """Tell multiprocessing's resource tracker, a child of the main process but not the cluster's.
-
-    The main process has one under the forkserver start method, Python 3.14's default.
-    """
-    try:
-        return "multiprocessing.resource_tracker" in " ".join(process.cmdline())
-    except psutil.NoSuchProcess:
-        return False
 
 
 def cluster_of(worker: Worker) -> list[psutil.Process]:

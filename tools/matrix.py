@@ -60,12 +60,10 @@ class Line:
     django_q2: str
     debian: str | None = None
     host: bool = False
-    pending: bool = False  # tools/matrix-pending.toml: run only when named
 
     @property
     def constraints(self) -> Path:
-        folder = REPO / "constraints" / ("pending" if self.pending else "")
-        return folder / f"{self.name}.txt"
+        return REPO / "constraints" / f"{self.name}.txt"
 
     @property
     def bounds(self) -> list[str]:
@@ -86,12 +84,9 @@ class Line:
 
 
 def load_lines() -> list[Line]:
-    """Return every line of tools/matrix.toml, then those of tools/matrix-pending.toml."""
-    lines = []
-    for file, pending in (("matrix.toml", False), ("matrix-pending.toml", True)):
-        table = tomllib.loads((REPO / "tools" / file).read_text()).get("lines", {})
-        lines += [Line(name=name, pending=pending, **values) for name, values in table.items()]
-    return lines
+    """Return every line of tools/matrix.toml."""
+    table = tomllib.loads((REPO / "tools" / "matrix.toml").read_text())["lines"]
+    return [Line(name=name, **values) for name, values in table.items()]
 
 
 def _next_minor(version: str) -> str:
@@ -105,7 +100,7 @@ def _selected(names: list[str]) -> list[Line]:
     if unknown:
         known = ", ".join(line.name for line in lines)
         sys.exit(f"unknown lines {', '.join(sorted(unknown))}; tools/matrix.toml has {known}")
-    return [line for line in lines if line.name in names or not (names or line.pending)]
+    return [line for line in lines if line.name in names or not names]
 
 
 def _run(command: list[str], log: Path, cwd: Path | None = None) -> None:
