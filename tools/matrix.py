@@ -164,6 +164,9 @@ def _in_chroot(root: Path, script: str, mounts: dict[str, Path] | None = None) -
         f"mount -t tmpfs tmpfs {root}/tmp",
         # The cgroup file system, for the tests that run systemd.
         f"mount --rbind /sys {root}/sys",
+        # Only the unified hierarchy where the host also has v1 ones: systemd 258 on refuses v1.
+        f"if [ -d /sys/fs/cgroup/unified ]; then "
+        f"mount --bind /sys/fs/cgroup/unified {root}/sys/fs/cgroup; fi",
     ]
     for inside, outside in (mounts or {}).items():
         steps.append(f"mkdir -p {root}{inside} && mount --bind {outside} {root}{inside}")
