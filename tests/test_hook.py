@@ -25,6 +25,28 @@ def test_app_attaches_the_resolver() -> None:
     assert RESOLVER_MODULE.import_string is resolve_backend
 
 
+LATE_IMPORT = """
+import sys
+from importlib import import_module
+from prodserver_djangoq2 import hook
+from prodserver_djangoq2.discovery import resolve_backend
+name = hook.RESOLVER_MODULES[int(hook.prodserver_version().split(".")[0])]
+print(name in sys.modules, "django_prodserver.management.base" in sys.modules)
+print(import_module(name).import_string is resolve_backend)
+"""
+
+
+def test_the_hook_waits_for_the_command_module_and_attaches_when_it_loads(
+    project: Project,
+) -> None:
+    # A process that runs no django-prodserver command (here `shell`, as a web process would)
+    # imports none of its command modules; one that imports them later finds the hook there.
+    result = project.manage("shell", "-c", LATE_IMPORT)
+    assert result.returncode == 0, result.stderr
+    # (Django 5.2's shell first says which models it imported.)
+    assert " ".join(result.stdout.splitlines()[-2:]).split() == ["False", "False", "True"]
+
+
 @pytest.mark.parametrize("unknown", ["9.0.0", "1.2", "main", ""])
 def test_versions_the_hook_does_not_know_have_no_resolver(unknown: str) -> None:
     assert hook.resolver_module(unknown) is None

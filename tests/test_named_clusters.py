@@ -8,7 +8,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.harness import PRODSERVER_MAJOR, Project, Worker, is_resource_tracker
+from tests.harness import PRODSERVER_MAJOR, Project, Worker
 
 ALT_CLUSTERS = {
     "high-priority": {"workers": 3, "timeout": 20, "retry": 40},
@@ -65,8 +65,9 @@ def test_each_worker_runs_only_its_own_queue(
     assert len(trees["worker-high"]) > len(trees["worker-low"])
     for worker in started.values():
         assert worker.stop(signal.SIGTERM) == 0
-    trackers = [p for tree in trees.values() for p in tree if is_resource_tracker(p)]
-    psutil.wait_procs(trackers, timeout=30)  # they end once the main process has
+    # Each main process has exited; what it leaves (a resource tracker on Python 3.14, a process
+    # still finishing its exit) must end by itself.
+    psutil.wait_procs([p for tree in trees.values() for p in tree], timeout=30)
     leftovers = [p for tree in trees.values() for p in tree if _alive(p)]
     assert not leftovers
 

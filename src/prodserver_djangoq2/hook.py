@@ -47,7 +47,9 @@ def attach_when_imported() -> None:
     if major not in RESOLVER_MODULES:
         attach()  # records the unknown version, for the worker's notice
         return
-    actions: dict[str, Callable[[ModuleType], None]] = {RESOLVER_MODULES[major]: _attach_resolver}
+    actions: dict[str, Callable[[ModuleType], None]] = {
+        RESOLVER_MODULES[major]: _attach_once_loaded
+    }
     if major >= 3:
         actions[ALIAS_MODULE] = lambda module: _let_prodserver_alias_run_this_worker()
     for name in [name for name in actions if name in sys.modules]:
@@ -102,12 +104,25 @@ def resolver_module(prodserver_version: str) -> ModuleType | None:
         module = importlib.import_module(path)
     except ImportError:  # a release of a known major that moved its commands
         return None
-    # The name is looked up in the globals of the command's own function when it runs.
+    return module if _resolves_through(module, major) else None
+
+
+def _resolves_through(module: ModuleType, major: int) -> bool:
+    """Whether the command's function looks ``import_string`` up in ``module``'s globals."""
     owner, _, function_name = RESOLVING_FUNCTIONS[major].partition(".")
     function = getattr(getattr(module, owner, None), function_name, None)
     if not isinstance(function, FunctionType) or "import_string" not in function.__code__.co_names:
-        return None
-    return module if function.__globals__ is vars(module) else None
+        return False
+    return function.__globals__ is vars(module)
+
+
+def _attach_once_loaded(module: ModuleType) -> None:
+    global _unsupported_version
+    found_version = prodserver_version()
+    if _resolves_through(module, _major(found_version)):
+        _attach_resolver(module)
+    else:  # a release of a known major whose command changed
+        _unsupported_version = found_version
 
 
 def _let_prodserver_alias_run_this_worker() -> None:
