@@ -22,7 +22,14 @@ import pytest
 from django_q.humanhash import humanize
 
 from prodserver_djangoq2.runner import KILL_GRACE, Wakeup, _running
-from tests.harness import ORM_Q_CLUSTER, REPO, Project, Worker, is_resource_tracker
+from tests.harness import (
+    ORM_Q_CLUSTER,
+    REPO,
+    Project,
+    Worker,
+    children_but_trackers,
+    is_resource_tracker,
+)
 
 # Small enough that tasks handed back by a killed worker come back within seconds.
 FAST_Q_CLUSTER = {**ORM_Q_CLUSTER, "timeout": 4, "retry": 5}
@@ -65,9 +72,7 @@ def cluster_of(worker: Worker) -> list[psutil.Process]:
 
 
 def sentinel_of(worker: Worker) -> psutil.Process:
-    [sentinel] = [
-        child for child in psutil.Process(worker.pid).children() if not is_resource_tracker(child)
-    ]
+    [sentinel] = children_but_trackers(worker.pid)
     return sentinel
 
 
