@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import resource
 import select
 import sqlite3
@@ -18,6 +19,10 @@ import psutil
 
 from tests.harness import ORM_Q_CLUSTER, Project, Worker
 
+# Resamples behind each ratio's interval; a fixed seed prints the same interval for the same
+# samples.
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 12
 # Short enough to add under 1% to a run of a few seconds; a COUNT on SQLite costs microseconds.
 POLL_INTERVAL = 0.02
 PLUGIN_PROCESS = "worker"
@@ -175,6 +180,9 @@ class Row:
     ratio: float = field(init=False)
     # Median of the ratios of runs made one after the other, which shared the machine's load.
     paired: float = field(init=False)
+    # 90% of the ratios of medians of resampled runs fall in this range: how far the machine's
+    # noise alone may move the ratio.
+    interval: tuple[float, float] = field(init=False)
 
     def __post_init__(self) -> None:
         self.plugin = statistics.median(self.samples["plugin"])
@@ -182,6 +190,7 @@ class Row:
         self.ratio = self.plugin / self.qcluster
         pairs = zip(self.samples["plugin"], self.samples["qcluster"], strict=True)
         self.paired = statistics.median(plugin / qcluster for plugin, qcluster in pairs)
+        self.interval = bootstrap_interval(self.samples["plugin"], self.samples["qcluster"])
 
     @property
     def goal(self) -> str:
@@ -201,6 +210,17 @@ class Row:
         return None
 
 
+def bootstrap_interval(plugin: list[float], qcluster: list[float]) -> tuple[float, float]:
+    """Return the 5th and 95th percentiles of the ratio of medians over resampled runs."""
+    generator = random.Random(BOOTSTRAP_SEED)
+    ratios = sorted(
+        statistics.median(generator.choices(plugin, k=len(plugin)))
+        / statistics.median(generator.choices(qcluster, k=len(qcluster)))
+        for _ in range(BOOTSTRAP_RESAMPLES)
+    )
+    return ratios[len(ratios) // 20], ratios[-len(ratios) // 20 - 1]
+
+
 def load_average() -> str:
     return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
@@ -211,13 +231,14 @@ def print_table(title: str, rows: list[Row]) -> None:
     print(f"\n{title} (load average {load_average()})")
     print(
         f"{'metric':<{width}}  {'plugin':>9}  {'qcluster':>9}  {'ratio':>6}  {'paired':>6}  "
-        f"{'goal':<7}  met"
+        f"{'90% interval':>13}  {'goal':<7}  met"
     )
     for row in rows:
         met = {True: "yes", False: "NO", None: ""}[row.met]
+        low, high = row.interval
         print(
             f"{row.metric:<{width}}  {row.plugin:>9.3f}  {row.qcluster:>9.3f}  "
-            f"{row.ratio:>6.3f}  {row.paired:>6.3f}  {row.goal:<7}  {met}"
+            f"{row.ratio:>6.3f}  {row.paired:>6.3f}  {low:>6.3f}-{high:<6.3f}  {row.goal:<7}  {met}"
         )
     for row in rows:
         for kind, values in row.samples.items():

@@ -8,7 +8,10 @@ the benchmark, never a timing. See docs/benchmarks.md.
 
 from __future__ import annotations
 
+import re
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +22,7 @@ import pytest
 
 from benchmarks.big_project import APPS, migration_count
 from benchmarks.measure import (
+    COMMANDS,
     ORM,
     Results,
     Row,
@@ -30,6 +34,7 @@ from benchmarks.measure import (
     tree_memory,
 )
 from tests.harness import Project, Worker
+from tests.services import require_binary
 
 # Generating and migrating the big project alone takes minutes on a busy machine.
 pytestmark = [pytest.mark.benchmark, pytest.mark.timeout(3600)]
@@ -45,8 +50,12 @@ SETTINGS: dict[str, Any] = {
     "PRODUCTION_PROCESSES": {
         "worker": {"BACKEND": "djangoq2"},
         NAMED: {"BACKEND": "djangoq2", "ARGS": {"name": NAMED}},
+        "once": {"BACKEND": "djangoq2", "ARGS": {"run-once": True}},
     },
 }
+RUN_ONCE = {"plugin": command("plugin", "once"), "qcluster": ("qcluster", "--run-once")}
+# The same hash seed for both commands: sets and dicts iterate in the same order in each.
+HASH_SEED = "0"
 
 Measure = Callable[[str], dict[str, float]]
 
@@ -141,3 +150,51 @@ def test_start_stop_and_memory(
             Row("idle RSS of the tree, big (MiB)", cycles["big"]["RSS"], limit=1.05),
         ],
     )
+
+
+def main_process_instructions(project: Project, kind: str, valgrind: str, output: Path) -> float:
+    """Return the millions of instructions the main process of ``kind`` runs, with run-once.
+
+    Run-once starts the cluster, waits until it has started and stops it: the main process does
+    the whole start-up (Django, checks, preflight, forking the sentinel) and a stop. Under
+    Valgrind every process runs on a simulated CPU, so the count does not depend on what else
+    the machine runs, which the times above do.
+    """
+    process = subprocess.Popen(
+        [
+            valgrind,
+            "--tool=callgrind",
+            f"--callgrind-out-file={output}/{kind}.%p",
+            sys.executable,
+            "manage.py",
+            *RUN_ONCE[kind],
+        ],
+        cwd=project.root,
+        env=project.environment({"PYTHONHASHSEED": HASH_SEED}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    log, _ = process.communicate(timeout=900)
+    assert process.returncode == 0, log
+    counts = (output / f"{kind}.{process.pid}").read_text()
+    (summary,) = re.findall(r"^summary: (\d+)$", counts, re.MULTILINE)
+    return int(summary) / 1e6
+
+
+def test_start_up_instructions(
+    make_project: Callable[..., Project], big_project: Project, tmp_path: Path
+) -> None:
+    valgrind = require_binary("valgrind", "apt-get install valgrind")
+    small = make_project("small", **SETTINGS)
+    big_project.settings.update(SETTINGS)
+    big_project.write()
+    rows = []
+    for size, project in {"small": small, "big": big_project}.items():
+        samples = {
+            kind: [main_process_instructions(project, kind, valgrind, tmp_path)]
+            for kind in COMMANDS
+        }
+        rows.append(Row(f"main process instructions, run-once, {size} (millions)", samples))
+    print_table("Instructions of the main process, counted by Valgrind's callgrind", rows)

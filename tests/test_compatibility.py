@@ -58,11 +58,18 @@ print(django_q2_problem())
 """
 
 
-def fake_django_q2(root: Path, release: str, changed: str | None = None) -> Path:
-    """Write an installed django-q2 ``release`` whose module ``changed`` is not as tested."""
+def fake_django_q2(
+    root: Path, release: str, changed: str | None = None, states_version: bool = True
+) -> Path:
+    """Write an installed django-q2 ``release`` whose module ``changed`` is not as tested.
+
+    Like django-q2, its package states its version in ``VERSION``, unless ``states_version``
+    is false (the version is then only in the distribution's metadata).
+    """
     (root / "django_q" / "management" / "commands").mkdir(parents=True)
+    numbers = ", ".join(release.split("."))
     modules = {
-        "django_q/__init__": "",
+        "django_q/__init__": f"VERSION = ({numbers},)\n" if states_version else "",
         "django_q/cluster": SENTINEL,
         "django_q/conf": CONF,
         "django_q/management/__init__": "",
@@ -101,6 +108,13 @@ def test_the_installed_release_has_every_internal_the_checks_look_for() -> None:
 
 def test_a_newer_release_with_the_same_internals_is_accepted(tmp_path: Path) -> None:
     assert problem_with(fake_django_q2(tmp_path, "9.0")) == "None"
+
+
+def test_a_package_without_a_version_is_known_by_its_metadata(tmp_path: Path) -> None:
+    fake = fake_django_q2(tmp_path, "2.0.1", "django_q/conf", states_version=False)
+    assert problem_with(fake).startswith("django-q2 2.0.1 is not a tested release")
+    tested = fake_django_q2(tmp_path / "tested", "1.11.7", "django_q/conf", states_version=False)
+    assert problem_with(tested) == "None"
 
 
 def test_the_fake_is_what_the_worker_needs_on_a_tested_release(tmp_path: Path) -> None:

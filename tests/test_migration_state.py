@@ -6,6 +6,7 @@ migration graph, on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import sys
 import uuid
@@ -44,9 +45,10 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = {dependencies!r}
-    replaces = {replaces!r}
     operations = []
 """
+# Only migrations that replace others say so, as makemigrations and squashmigrations write them.
+REPLACES = "    replaces = {replaces!r}\n"
 
 
 def write_migrations(root: Path, migrations: dict[str, Any]) -> str:
@@ -56,7 +58,9 @@ def write_migrations(root: Path, migrations: dict[str, Any]) -> str:
     directory.mkdir()
     (directory / "__init__.py").write_text("")
     for name, (dependencies, replaces) in migrations.items():
-        source = MIGRATION_SOURCE.format(dependencies=dependencies, replaces=replaces)
+        source = MIGRATION_SOURCE.format(dependencies=dependencies)
+        if replaces:
+            source += REPLACES.format(replaces=replaces)
         (directory / f"{name}.py").write_text(source)
     return package
 
@@ -165,6 +169,44 @@ def test_other_apps_migrations_are_not_imported(
         assert missing_django_q_migrations(database) == []
         with pytest.raises(ImportError, match="read"):
             django_answer(database)
+
+
+def test_a_fully_migrated_chain_is_read_without_importing_it(
+    database: BaseDatabaseWrapper, migration_packages: Path
+) -> None:
+    chain = {
+        "0001_initial": ([], []),
+        "0002_second": ([(APP_LABEL, "0001_initial")], []),
+    }
+    package = write_migrations(migration_packages, chain)
+    record(database, list(chain))
+    with override_settings(MIGRATION_MODULES={APP_LABEL: package}):
+        assert missing_django_q_migrations(database) == []
+        assert not [name for name in sys.modules if name.startswith(f"{package}.")]
+        record(database, ["0001_initial"])
+        assert missing_django_q_migrations(database) == ["0002_second"]
+        assert django_answer(database) == ["0002_second"]
+
+
+@pytest.mark.parametrize(
+    ("recorded", "missing"),
+    [
+        ([], ["0001_squashed_0002_second", "0003_third"]),
+        (["0001_initial", "0002_second"], ["0003_third"]),
+    ],
+)
+def test_migrations_without_source_files(
+    database: BaseDatabaseWrapper, migration_packages: Path, recorded: list[str], missing: list[str]
+) -> None:
+    # A sourceless install: whether they replace others is known only by importing them.
+    package = write_migrations(migration_packages, SQUASHED)
+    compileall.compile_dir(migration_packages / package, legacy=True, quiet=1)
+    for source in (migration_packages / package).glob("0*.py"):
+        source.unlink()
+    record(database, recorded)
+    with override_settings(MIGRATION_MODULES={APP_LABEL: package}):
+        assert missing_django_q_migrations(database) == missing
+        assert django_answer(database) == missing
 
 
 # Squashed migrations, resolved as Django's loader resolves them

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import shlex
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +17,9 @@ from .errors import ConfigurationError
 SYNONYMS = {"cluster-name": "name"}
 
 
+# Built once per process: parsing leaves a parser as it was, and every process entry that the
+# checks and the worker read is parsed with it (building one costs more than a start can spare).
+@functools.cache
 def qcluster_parser() -> argparse.ArgumentParser:
     """Return the argument parser of Django-Q2's ``qcluster`` command."""
     from django_q.management.commands.qcluster import Command

@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING, Any
 from django.apps import apps
 from django.core.management import CommandError
 
-from . import autoreload, hook, names, preflight, process
+from . import hook, names, preflight, process
 from .compatibility import django_q2_problem
 from .errors import ConfigurationError, refusal
-from .health import Heartbeat
 from .reexec import reexec
 from .runner import DEFERRED_SIGNALS, ClusterRunner, children_to_hand_over
 
@@ -76,12 +75,18 @@ class DjangoQ2Worker(ProcessBackend):
             switch_cluster(entry)
         except ConfigurationError as error:
             raise refusal(str(error)) from None
-        if entry.reload and not autoreload.is_watched_child():
-            sys.exit(autoreload.run_with_reloader())
+        # The reloader and the heartbeat are imported only by the processes that ask for them.
+        if entry.reload:
+            from . import autoreload
+
+            if not autoreload.is_watched_child():
+                sys.exit(autoreload.run_with_reloader())
         from django_q.conf import Conf
 
         heartbeat = None
         if entry.health_file is not None:
+            from .health import Heartbeat
+
             heartbeat = Heartbeat(
                 entry.health_file,
                 entry.health_interval,

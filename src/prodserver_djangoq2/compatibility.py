@@ -29,7 +29,7 @@ def django_q2_problem() -> str | None:
 
     Needs Django's settings: Django-Q2 reads them when its modules are imported.
     """
-    installed = version("django-q2")
+    installed = installed_release()
     if _is_tested(installed):
         return None
     changed = [what for what, intact in INTERNALS.items() if not _holds(intact)]
@@ -40,6 +40,17 @@ def django_q2_problem() -> str | None:
         f"django-q2 {installed} is not a tested release ({low} to {high}) and its "
         f"{', '.join(changed)} changed; install a tested one: pip install '{TESTED_REQUIREMENT}'"
     )
+
+
+def installed_release() -> str:
+    """Return the installed django-q2's version."""
+    import django_q
+
+    # The package states it; the distribution's metadata costs milliseconds to find and parse.
+    release = getattr(django_q, "VERSION", None)
+    if isinstance(release, tuple) and release:
+        return ".".join(map(str, release))
+    return version("django-q2")
 
 
 def _is_tested(installed: str) -> bool:

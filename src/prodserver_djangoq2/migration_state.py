@@ -5,13 +5,16 @@ whole graph: on a project with a thousand migrations that costs more than the re
 worker's start. Django-Q2's tables are made by Django-Q2's migrations alone, and Django
 records a migration as applied only after the migrations it depends on (it refuses an
 inconsistent history), so Django-Q2's files and the rows recorded for them give the same
-answer. Replacements (squashed migrations) are resolved the way Django's loader does.
+answer. Replacements (squashed migrations) are resolved the way Django's loader does; when
+every file is recorded and no file's source mentions ``replaces``, nothing needs importing.
 """
 
 from __future__ import annotations
 
 import pkgutil
+from collections.abc import Iterable
 from importlib import import_module
+from pathlib import Path
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations import Migration
@@ -30,7 +33,15 @@ def missing_django_q_migrations(connection: BaseDatabaseWrapper) -> list[str]:
     Raises ``DatabaseError`` if the database cannot be read; a database without Django's
     ``django_migrations`` table lacks every migration.
     """
-    on_disk = _disk_migrations(APP_LABEL)
+    files = _migration_files(APP_LABEL)
+    if files is None:
+        return []
+    # Usually every file is recorded and none replaces others: nothing to import to know.
+    if not _may_replace(files.values()):
+        recorded = _recorded(connection, {APP_LABEL})
+        if all((APP_LABEL, name) in recorded for name in files):
+            return []
+    on_disk = _disk_migrations(APP_LABEL, files)
     replacing = {app for migration in on_disk.values() for app, _ in migration.replaces}
     recorded = _recorded(connection, {APP_LABEL} | replacing)
     nodes = set(on_disk)
@@ -56,25 +67,41 @@ def missing_django_q_migrations(connection: BaseDatabaseWrapper) -> list[str]:
     return sorted(nodes - applied)
 
 
-def _disk_migrations(app_label: str) -> dict[str, Migration]:
-    """Return ``app_label``'s migrations by name, found as Django's loader finds them."""
+def _migration_files(app_label: str) -> dict[str, Path | None] | None:
+    """Return ``app_label``'s migration modules, found as Django's loader finds them.
+
+    Each name maps to its source file, or ``None`` for a module without one (bytecode only).
+    ``None`` when the app has no migrations module.
+    """
     module_name, _ = MigrationLoader.migrations_module(app_label)
     if module_name is None:  # MIGRATION_MODULES disables the app's migrations
-        return {}
+        return None
     # Django-Q2 ships its migrations package, so only a MIGRATION_MODULES entry can name a
     # module that does not exist: Django's loader raises then, and so does this.
     module = import_module(module_name)
     # A migrations.py module or an empty directory (a namespace package): no migrations.
     path = getattr(module, "__path__", None)
     if path is None or (getattr(module, "__file__", None) is None and not isinstance(path, list)):
-        return {}
-    names = [
-        name
-        for _, name, is_package in pkgutil.iter_modules(path)
-        if not is_package and name[0] not in "_~"
-    ]
+        return None
+    files: dict[str, Path | None] = {}
+    for finder, name, is_package in pkgutil.iter_modules(path):
+        if is_package or name[0] in "_~":
+            continue
+        source = Path(getattr(finder, "path", ""), f"{name}.py")
+        files[name] = source if source.is_file() else None
+    return files
+
+
+def _may_replace(sources: Iterable[Path | None]) -> bool:
+    """Whether any of these migrations may replace others (only its source can say no)."""
+    return any(source is None or b"replaces" in source.read_bytes() for source in sources)
+
+
+def _disk_migrations(app_label: str, files: Iterable[str]) -> dict[str, Migration]:
+    """Return ``app_label``'s migrations by name, imported as Django's loader imports them."""
+    module_name, _ = MigrationLoader.migrations_module(app_label)
     return {
-        name: import_module(f"{module_name}.{name}").Migration(name, app_label) for name in names
+        name: import_module(f"{module_name}.{name}").Migration(name, app_label) for name in files
     }
 
 

@@ -26,13 +26,15 @@ import uuid
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import psutil
 from django.core.management import CommandError
 
-from . import health, reexec
-from .health import Heartbeat
+from . import reexec
+
+if TYPE_CHECKING:  # imported when a process asks for a health file
+    from .health import Heartbeat
 
 logger = logging.getLogger("django-q")  # Django-Q2 configures it; our lines join its log
 
@@ -175,6 +177,8 @@ class ClusterRunner:
 
         sentinel_class: type = Sentinel
         if self.heartbeat:
+            from . import health
+
             self.heartbeat.prepare(Conf.WORKERS)
             sentinel_class = health.sentinel_class()
         # Cluster.start() waits for the start event with no way out in some Django-Q2
