@@ -22,7 +22,6 @@ from django.utils.module_loading import import_string
 
 ENTRY_POINT_GROUP = "django_prodserver.backends"
 METADATA_SUFFIXES = (".dist-info", ".egg-info")
-NAME_SEPARATORS = re.compile(r"[-_.]+")
 
 
 @cache
@@ -102,7 +101,7 @@ def _normalize(name: str) -> str:
     """Return a lowercase distribution name as importlib.metadata compares them."""
     if "." not in name and "__" not in name:  # most names: nothing to replace
         return name
-    return NAME_SEPARATORS.sub("_", name)
+    return re.sub(r"[-_.]+", "_", name)
 
 
 def resolve_backend(path: str) -> Any:

@@ -11,11 +11,12 @@ every file is recorded and no file's source mentions ``replaces``, nothing needs
 
 from __future__ import annotations
 
+import os
 import pkgutil
 from collections.abc import Iterable
 from importlib import import_module
-from pathlib import Path
 
+from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations import Migration
 from django.db.migrations.loader import MigrationLoader
@@ -67,7 +68,7 @@ def missing_django_q_migrations(connection: BaseDatabaseWrapper) -> list[str]:
     return sorted(nodes - applied)
 
 
-def _migration_files(app_label: str) -> dict[str, Path | None] | None:
+def _migration_files(app_label: str) -> dict[str, str | None] | None:
     """Return ``app_label``'s migration modules, found as Django's loader finds them.
 
     Each name maps to its source file, or ``None`` for a module without one (bytecode only).
@@ -83,18 +84,23 @@ def _migration_files(app_label: str) -> dict[str, Path | None] | None:
     path = getattr(module, "__path__", None)
     if path is None or (getattr(module, "__file__", None) is None and not isinstance(path, list)):
         return None
-    files: dict[str, Path | None] = {}
+    files: dict[str, str | None] = {}
     for finder, name, is_package in pkgutil.iter_modules(path):
         if is_package or name[0] in "_~":
             continue
-        source = Path(getattr(finder, "path", ""), f"{name}.py")
-        files[name] = source if source.is_file() else None
+        source = os.path.join(getattr(finder, "path", ""), f"{name}.py")
+        files[name] = source if os.path.isfile(source) else None
     return files
 
 
-def _may_replace(sources: Iterable[Path | None]) -> bool:
+def _may_replace(sources: Iterable[str | None]) -> bool:
     """Whether any of these migrations may replace others (only its source can say no)."""
-    return any(source is None or b"replaces" in source.read_bytes() for source in sources)
+    return any(source is None or b"replaces" in _read(source) for source in sources)
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as source:
+        return source.read()
 
 
 def _disk_migrations(app_label: str, files: Iterable[str]) -> dict[str, Migration]:
@@ -108,13 +114,17 @@ def _disk_migrations(app_label: str, files: Iterable[str]) -> dict[str, Migratio
 def _recorded(connection: BaseDatabaseWrapper, app_labels: set[str]) -> set[Key]:
     """Return the (app, name) rows of ``app_labels`` in the ``django_migrations`` table."""
     table = MigrationRecorder.Migration._meta.db_table
-    with connection.cursor() as cursor:
-        if table not in connection.introspection.table_names(cursor):
-            return set()
-        placeholders = ", ".join(["%s"] * len(app_labels))
-        cursor.execute(
-            f"SELECT app, name FROM {connection.ops.quote_name(table)} "
-            f"WHERE app IN ({placeholders})",
-            sorted(app_labels),
-        )
-        return {(str(app), str(name)) for app, name in cursor.fetchall()}
+    placeholders = ", ".join(["%s"] * len(app_labels))
+    query = (
+        f"SELECT app, name FROM {connection.ops.quote_name(table)} WHERE app IN ({placeholders})"
+    )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(query, sorted(app_labels))
+            return {(str(app), str(name)) for app, name in cursor.fetchall()}
+    except DatabaseError:
+        # Listing every table costs more than the query on a project of hundreds: only now.
+        with connection.cursor() as cursor:
+            if table not in connection.introspection.table_names(cursor):
+                return set()
+        raise
