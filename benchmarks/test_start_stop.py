@@ -51,9 +51,9 @@ SETTINGS: dict[str, Any] = {
         "worker": {"BACKEND": "djangoq2"},
         NAMED: {"BACKEND": "djangoq2", "ARGS": {"name": NAMED}},
         "once": {"BACKEND": "djangoq2", "ARGS": {"run-once": True}},
+        f"{NAMED}-once": {"BACKEND": "djangoq2", "ARGS": {"name": NAMED, "run-once": True}},
     },
 }
-RUN_ONCE = {"plugin": command("plugin", "once"), "qcluster": ("qcluster", "--run-once")}
 # The same hash seed for both commands: sets and dicts iterate in the same order in each.
 HASH_SEED = "0"
 
@@ -152,7 +152,9 @@ def test_start_stop_and_memory(
     )
 
 
-def instructions_before_fork(project: Project, kind: str, valgrind: str, output: Path) -> float:
+def instructions_before_fork(
+    project: Project, kind: str, valgrind: str, output: Path, cluster: str | None = None
+) -> float:
     """Return the millions of instructions ``kind``'s main process runs before it forks.
 
     That is the whole start-up (Django, the checks, the preflight, creating the cluster) up to
@@ -160,19 +162,26 @@ def instructions_before_fork(project: Project, kind: str, valgrind: str, output:
     cluster. Under Valgrind every process runs on a simulated CPU: the count does not depend on
     what else the machine runs, which the times above do.
     """
+    if kind == "plugin":
+        arguments = command(kind, f"{cluster}-once" if cluster else "once")
+        environment = {}
+    else:
+        arguments = ("qcluster", "--run-once")
+        environment = {"Q_CLUSTER_NAME": cluster} if cluster else {}
+    name = f"{kind}-{cluster or 'default'}"
     process = subprocess.Popen(
         [
             valgrind,
             "--tool=callgrind",
             # Counts up to the first fork go to a file of their own, ``<name>.<pid>.1``.
             "--dump-before=PyOS_BeforeFork",
-            f"--callgrind-out-file={output}/{kind}.%p",
+            f"--callgrind-out-file={output}/{name}.%p",
             sys.executable,
             "manage.py",
-            *RUN_ONCE[kind],
+            *arguments,
         ],
         cwd=project.root,
-        env=project.environment({"PYTHONHASHSEED": HASH_SEED}),
+        env=project.environment({**environment, "PYTHONHASHSEED": HASH_SEED}),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -180,7 +189,7 @@ def instructions_before_fork(project: Project, kind: str, valgrind: str, output:
     )
     log, _ = process.communicate(timeout=900)
     assert process.returncode == 0, log
-    counts = (output / f"{kind}.{process.pid}.1").read_text()
+    counts = (output / f"{name}.{process.pid}.1").read_text()
     assert "--dump-before=PyOS_BeforeFork" in counts, "the main process never forked"
     (summary,) = re.findall(r"^summary: (\d+)$", counts, re.MULTILINE)
     return int(summary) / 1e6
@@ -195,8 +204,16 @@ def test_start_up_instructions(
     big_project.write()
     rows = []
     for size, project in {"small": small, "big": big_project}.items():
-        samples = {
-            kind: [instructions_before_fork(project, kind, valgrind, tmp_path)] for kind in COMMANDS
-        }
-        rows.append(Row(f"main process instructions to the fork, {size} (millions)", samples))
-    print_table("Start-up work, counted by Valgrind's callgrind", rows)
+        for cluster, limit in ((None, 1.05), (NAMED, 1.10)):
+            samples = {
+                kind: [instructions_before_fork(project, kind, valgrind, tmp_path, cluster)]
+                for kind in COMMANDS
+            }
+            what = "named cluster" if cluster else "default cluster"
+            metric = f"start-up instructions, {what}, {size} (millions)"
+            rows.append(Row(metric, samples, limit=limit))
+    print_table(
+        "Start-up work: instructions of the main process up to the fork of the sentinel, "
+        "counted by Valgrind (the same in every run)",
+        rows,
+    )

@@ -18,7 +18,11 @@ import json
 import os
 import sys
 import time
-from typing import Any
+
+# Not typing.TYPE_CHECKING: importing typing takes a fifth of the probe's own start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # A heartbeat older than this many intervals means the cluster is not doing its rounds.
 MISSED_BEATS = 3
