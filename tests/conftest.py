@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Project, Worker
+from tests.harness import Project, Worker, start_children_with_default_hangup
 
 pytest_plugins = ["tests.services"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    start_children_with_default_hangup()
 
 
 @pytest.fixture

@@ -60,6 +60,21 @@ def sqlite_databases(root: Path) -> dict[str, Any]:
     }
 
 
+def start_children_with_default_hangup() -> None:
+    """Let the processes that the tests start get SIGHUP's default action, as under systemd.
+
+    A run under ``nohup`` ignores SIGHUP, and an ignored signal stays ignored through fork and
+    exec: the workers the tests start would then never reload. A handler that does nothing
+    keeps this process deaf to hangups, and a handler does not survive exec.
+    """
+    if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _ignore_hangup)
+
+
+def _ignore_hangup(signum: int, frame: object) -> None:
+    pass
+
+
 @dataclass
 class Project:
     """A Django project in ``root`` whose settings are ``project_base`` plus ``settings``."""

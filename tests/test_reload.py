@@ -20,7 +20,14 @@ import psutil
 import pytest
 from django_q.humanhash import humanize
 
-from tests.harness import ORM_Q_CLUSTER, Project, Worker, is_resource_tracker, q_cluster_for
+from tests.harness import (
+    ORM_Q_CLUSTER,
+    REPO,
+    Project,
+    Worker,
+    is_resource_tracker,
+    q_cluster_for,
+)
 from tests.test_reaping import zombie_children
 from tests.test_stopping import (
     FORKSERVER,
@@ -211,6 +218,30 @@ def start_ignoring_sighup(project: Project) -> Worker:
             start_new_session=True,
         )
     return Worker(process, log)
+
+
+def test_a_suite_run_under_nohup_starts_workers_that_reload() -> None:
+    # The workers of a suite run under nohup must reload like those of any other run.
+    script = (
+        "import subprocess, sys\n"
+        "from tests.harness import start_children_with_default_hangup\n"
+        "start_children_with_default_hangup()\n"
+        "status = subprocess.run(['cat', '/proc/self/status'], capture_output=True, text=True)\n"
+        "sys.stdout.write(status.stdout)\n"
+    )
+    result = subprocess.run(
+        ["nohup", sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    (ignored,) = [
+        line.split()[1] for line in result.stdout.splitlines() if line.startswith("SigIgn:")
+    ]
+    assert not int(ignored, 16) & 1 << (signal.SIGHUP - 1)
 
 
 def test_sighup_stays_ignored_under_nohup(project: Project, workers: list[Worker]) -> None:
