@@ -7,7 +7,8 @@ import signal
 import psutil
 import pytest
 
-from tests.harness import PRODSERVER_MAJOR, Project, Worker, is_resource_tracker
+from tests.harness import PRODSERVER_MAJOR, Project, Worker
+from tests.test_stopping import cluster_of
 
 COMMANDS = [("prodserver", "worker")] + ([("worker", "worker")] if PRODSERVER_MAJOR >= 3 else [])
 
@@ -31,9 +32,8 @@ def test_sigint_stops_the_worker_with_status_zero(project: Project, workers: lis
     worker = project.start("prodserver", "worker")
     workers.append(worker)
     worker.wait_for_output("running.")
-    children = worker.descendants()
-    trackers = [child for child in children if is_resource_tracker(child)]
-    cluster = [child for child in children if child not in trackers]
+    cluster = cluster_of(worker)
+    trackers = [child for child in worker.descendants() if child not in cluster]
     assert cluster, "the cluster has processes"
     assert worker.stop(signal.SIGINT) == 0
     assert not [child for child in cluster if child.is_running() and child.status() != "zombie"]

@@ -18,7 +18,6 @@ from importlib import import_module
 
 from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.migrations import Migration
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 
@@ -34,15 +33,18 @@ def missing_django_q_migrations(connection: BaseDatabaseWrapper) -> list[str]:
     Raises ``DatabaseError`` if the database cannot be read; a database without Django's
     ``django_migrations`` table lacks every migration.
     """
-    files = _migration_files(APP_LABEL)
-    if files is None:
+    found = _migration_files(APP_LABEL)
+    if found is None:
         return []
+    module_name, files = found
     # Usually every file is recorded and none replaces others: nothing to import to know.
     if not _may_replace(files.values()):
         recorded = _recorded(connection, {APP_LABEL})
         if all((APP_LABEL, name) in recorded for name in files):
             return []
-    on_disk = _disk_migrations(APP_LABEL, files)
+    on_disk = {
+        name: import_module(f"{module_name}.{name}").Migration(name, APP_LABEL) for name in files
+    }
     replacing = {app for migration in on_disk.values() for app, _ in migration.replaces}
     recorded = _recorded(connection, {APP_LABEL} | replacing)
     nodes = set(on_disk)
@@ -68,11 +70,11 @@ def missing_django_q_migrations(connection: BaseDatabaseWrapper) -> list[str]:
     return sorted(nodes - applied)
 
 
-def _migration_files(app_label: str) -> dict[str, str | None] | None:
-    """Return ``app_label``'s migration modules, found as Django's loader finds them.
+def _migration_files(app_label: str) -> tuple[str, dict[str, str | None]] | None:
+    """Return ``app_label``'s migrations module and its migrations, found as Django's loader does.
 
-    Each name maps to its source file, or ``None`` for a module without one (bytecode only).
-    ``None`` when the app has no migrations module.
+    Each migration's name maps to its source file, or ``None`` for a module without one
+    (bytecode only). ``None`` when the app has no migrations module.
     """
     module_name, _ = MigrationLoader.migrations_module(app_label)
     if module_name is None:  # MIGRATION_MODULES disables the app's migrations
@@ -90,7 +92,7 @@ def _migration_files(app_label: str) -> dict[str, str | None] | None:
             continue
         source = os.path.join(getattr(finder, "path", ""), f"{name}.py")
         files[name] = source if os.path.isfile(source) else None
-    return files
+    return module_name, files
 
 
 def _may_replace(sources: Iterable[str | None]) -> bool:
@@ -101,14 +103,6 @@ def _may_replace(sources: Iterable[str | None]) -> bool:
 def _read(path: str) -> bytes:
     with open(path, "rb") as source:
         return source.read()
-
-
-def _disk_migrations(app_label: str, files: Iterable[str]) -> dict[str, Migration]:
-    """Return ``app_label``'s migrations by name, imported as Django's loader imports them."""
-    module_name, _ = MigrationLoader.migrations_module(app_label)
-    return {
-        name: import_module(f"{module_name}.{name}").Migration(name, app_label) for name in files
-    }
 
 
 def _recorded(connection: BaseDatabaseWrapper, app_labels: set[str]) -> set[Key]:
