@@ -30,7 +30,7 @@ def django_q2_problem() -> str | None:
     Needs Django's settings: Django-Q2 reads them when its modules are imported.
     """
     installed = installed_release()
-    if _is_tested(installed):
+    if is_tested_release(installed):
         return None
     changed = [what for what, intact in INTERNALS.items() if not _holds(intact)]
     if not changed:
@@ -53,7 +53,7 @@ def installed_release() -> str:
     return version("django-q2")
 
 
-def _is_tested(installed: str) -> bool:
+def is_tested_release(installed: str) -> bool:
     release = tuple(int(number) for number in re.findall(r"\d+", installed)[:2])
     return TESTED[0] <= release <= TESTED[1]
 

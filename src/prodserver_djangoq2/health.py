@@ -104,11 +104,10 @@ def _task(buffer: Any, at: float) -> dict[str, Any] | None:
     return {"id": buffer.value.decode(errors="replace"), "at": at} if at else None
 
 
-def sentinel_class() -> type:
-    """Return Django-Q2's sentinel, reporting each guard cycle to the shared state."""
-    from django_q.cluster import Sentinel
+def observed(sentinel_class: type) -> type:
+    """Return ``sentinel_class``, reporting each guard cycle to the shared state."""
 
-    class ObservedSentinel(Sentinel):  # type: ignore[misc]
+    class ObservedSentinel(sentinel_class):  # type: ignore[misc]
         def status(self) -> str:
             # Django-Q2 calls status() on every guard cycle, to save its stats.
             if _shared is not None:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import psutil
 from django.core.management import CommandError
 
-from . import reexec
+from . import reexec, sentinel
 
 if TYPE_CHECKING:  # imported when a process asks for a health file
     from .health import Heartbeat
@@ -172,15 +172,14 @@ class ClusterRunner:
 
     def _start_sentinel(self, cluster: Any) -> None:
         """Start the sentinel as ``Cluster.start()`` does."""
-        from django_q.cluster import Sentinel
         from django_q.conf import Conf
 
-        sentinel_class: type = Sentinel
+        sentinel_class = sentinel.sentinel_class()
         if self.heartbeat:
             from . import health
 
             self.heartbeat.prepare(Conf.WORKERS)
-            sentinel_class = health.sentinel_class()
+            sentinel_class = health.observed(sentinel_class)
         # Cluster.start() waits for the start event with no way out in some Django-Q2
         # releases; here that wait also ends when the sentinel dies or a signal arrives.
         context = multiprocessing.get_context("fork")
