@@ -40,7 +40,7 @@ from tests.services import require_binary
 pytestmark = [pytest.mark.benchmark, pytest.mark.timeout(3600)]
 
 # Even, so that each command goes first in as many rounds.
-RUNS = 8
+RUNS = 12
 # Idle time after the first task, for start-up work (first Stat saves) to settle before the
 # memory is read and the stop signal sent.
 SETTLE = 2.0
