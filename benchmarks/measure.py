@@ -144,21 +144,33 @@ def children_cpu() -> float:
 # metric -> command ("plugin" or "qcluster") -> one value per run
 Samples = dict[str, dict[str, list[float]]]
 COMMANDS = ("plugin", "qcluster")
+# Runs a command ("plugin" or "qcluster") once; returns its value of each metric.
+Measure = Callable[[str], dict[str, float]]
 
 
-def alternate(runs: int, measure: Callable[[str], dict[str, float]]) -> Samples:
+def alternate(runs: int, measure: Measure) -> Samples:
     """Call ``measure("plugin")`` and ``measure("qcluster")`` in turn, ``runs`` times each.
 
     Alternating spreads the load of other processes on the machine over both alike; each
     round swaps which goes first (plugin, qcluster, qcluster, plugin...), so that a load
     that rises or falls during a round does not always favour the same command.
     """
-    samples: Samples = {}
+    return interleave(runs, {"": measure})[""]
+
+
+def interleave(runs: int, measures: dict[str, Measure]) -> dict[str, Samples]:
+    """Alternate the commands as ``alternate`` does, for each of ``measures`` in every round.
+
+    A slow spell of the machine then falls on every measure alike, instead of on the one that
+    a sequence of rounds of its own happened to be running.
+    """
+    samples: dict[str, Samples] = {name: {} for name in measures}
     for round_number in range(runs):
-        for kind in COMMANDS if round_number % 2 == 0 else COMMANDS[::-1]:
-            for metric, value in measure(kind).items():
-                samples.setdefault(metric, {command: [] for command in COMMANDS})
-                samples[metric][kind].append(value)
+        for name, measure in measures.items():
+            for kind in COMMANDS if round_number % 2 == 0 else COMMANDS[::-1]:
+                for metric, value in measure(kind).items():
+                    samples[name].setdefault(metric, {command: [] for command in COMMANDS})
+                    samples[name][metric][kind].append(value)
     return samples
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from benchmarks.measure import (
     ORM,
+    Measure,
     Results,
     Row,
     alternate,
@@ -41,9 +42,7 @@ def redis_q_cluster(server: Server, db: int) -> dict[str, Any]:
     return {**settings, "redis": {"host": server.host, "port": server.port, "db": db}}
 
 
-def drain(
-    project: Project, workers: list[Worker], queue_left: Callable[[], int]
-) -> Callable[[str], dict[str, float]]:
+def drain(project: Project, workers: list[Worker], queue_left: Callable[[], int]) -> Measure:
     """Return a measurement of a run that starts with 1,000 queued tasks and ends once done.
 
     It gives tasks per second from process start to the last result stored, and the CPU

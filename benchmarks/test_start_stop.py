@@ -24,11 +24,11 @@ from benchmarks.big_project import APPS, migration_count
 from benchmarks.measure import (
     COMMANDS,
     ORM,
+    Measure,
     Results,
     Row,
-    Samples,
-    alternate,
     command,
+    interleave,
     print_table,
     timed_stop,
     tree_memory,
@@ -56,8 +56,6 @@ SETTINGS: dict[str, Any] = {
 }
 # The same hash seed for both commands: sets and dicts iterate in the same order in each.
 HASH_SEED = "0"
-
-Measure = Callable[[str], dict[str, float]]
 
 
 def start_to_first_task(
@@ -126,11 +124,13 @@ def test_start_stop_and_memory(
     big_project.write()
     projects = {"small": small, "big": big_project}
 
-    cycles: dict[str, Samples] = {}
-    named: dict[str, Samples] = {}
+    measures: dict[str, Measure] = {}
     for size, project in projects.items():
-        cycles[size] = alternate(RUNS, start_idle_stop(project, workers))
-        named[size] = alternate(RUNS, named_start(project, workers))
+        measures[f"cycle {size}"] = start_idle_stop(project, workers)
+        measures[f"named {size}"] = named_start(project, workers)
+    samples = interleave(RUNS, measures)
+    cycles = {size: samples[f"cycle {size}"] for size in projects}
+    named = {size: samples[f"named {size}"] for size in projects}
 
     print_table(
         f"Start-up, idle stop and idle memory; small project, and big project of {APPS} apps "
