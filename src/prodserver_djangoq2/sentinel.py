@@ -57,10 +57,10 @@ def sentinel_class() -> type:
             self.result_queue.close()
             self.result_queue.join_thread()
             logger.info(_("%(name)s waiting for the monitor.") % {"name": name})
-            # Django-Q2 waits while status() is STOPPING: while one of these runs.
-            remaining = [self.monitor, self.pusher, *self.pool]
+            # Django-Q2 waits while status() is STOPPING: with the pusher gone and the pool
+            # empty, while the monitor runs.
             bound = self.timeout or DEFAULT_MONITOR_WAIT
-            wait_for_exits(remaining, save, deadline=time.monotonic() + bound)
+            wait_for_exits([self.monitor], save, deadline=time.monotonic() + bound)
             save()
 
     return PromptSentinel
