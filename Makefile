@@ -36,9 +36,12 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy src
 
+# Absolute paths: processes that multiprocessing starts inside a worker (its sentinel) read
+# coverage's settings and write their data relative to the test project they run in.
 test: lint typecheck
 	rm -f .coverage .coverage.*
-	$(BIN)/coverage run -m pytest -m "not soak and not benchmark" $(PARALLEL_TESTS) $(PYTEST_ARGS)
+	COVERAGE_FILE=$(CURDIR)/.coverage $(BIN)/coverage run --rcfile=$(CURDIR)/pyproject.toml \
+		-m pytest -m "not soak and not benchmark" $(PARALLEL_TESTS) $(PYTEST_ARGS)
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
