@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 from tests.harness import PRODSERVER_MAJOR, Project, Worker
-from tests.test_stopping import cluster_of
+from tests.test_stopping import alive, cluster_of
 
 COMMANDS = [("prodserver", "worker")] + ([("worker", "worker")] if PRODSERVER_MAJOR >= 3 else [])
 
@@ -36,7 +36,7 @@ def test_sigint_stops_the_worker_with_status_zero(project: Project, workers: lis
     trackers = [child for child in worker.descendants() if child not in cluster]
     assert cluster, "the cluster has processes"
     assert worker.stop(signal.SIGINT) == 0
-    assert not [child for child in cluster if child.is_running() and child.status() != "zombie"]
+    assert not alive(cluster)
     # multiprocessing's resource tracker (Python 3.14) ends by itself once the worker is gone.
     _, still_running = psutil.wait_procs(trackers, timeout=10)
     assert not still_running
