@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 
 import psutil
+import pytest
 
 from tests.harness import ORM_Q_CLUSTER, Project, Worker
 
@@ -26,6 +27,23 @@ BOOTSTRAP_SEED = 12
 # Short enough to add under 1% to a run of a few seconds; a COUNT on SQLite costs microseconds.
 POLL_INTERVAL = 0.02
 PLUGIN_PROCESS = "worker"
+# Runs of each command in the start-up and throughput benchmarks, when set: on a machine whose
+# speed moves by a quarter from one second to the next, judging a ratio to within a few
+# percent takes far more runs than a run of ``make bench`` spends by default.
+RUNS_VARIABLE = "BENCHMARK_RUNS"
+
+
+def runs(default: int) -> int:
+    """Return how many times each command runs: ``BENCHMARK_RUNS`` if set, else ``default``."""
+    value = os.environ.get(RUNS_VARIABLE, "").strip()
+    if not value:
+        return default
+    # Even, so that each command goes first in as many rounds.
+    if not value.isdigit() or int(value) < 2 or int(value) % 2:
+        raise pytest.UsageError(
+            f"{RUNS_VARIABLE} must be an even number of runs, at least 2, not {value!r}."
+        )
+    return int(value)
 
 
 def plugin_command(process: str = PLUGIN_PROCESS) -> tuple[str, ...]:

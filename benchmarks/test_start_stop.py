@@ -30,6 +30,7 @@ from benchmarks.measure import (
     command,
     interleave,
     print_table,
+    runs,
     timed_stop,
     tree_memory,
 )
@@ -39,8 +40,7 @@ from tests.services import require_binary
 # Generating and migrating the big project alone takes minutes on a busy machine.
 pytestmark = [pytest.mark.benchmark, pytest.mark.timeout(3600)]
 
-# Even, so that each command goes first in as many rounds.
-RUNS = 12
+RUNS = runs(default=12)
 # Idle time after the first task, for start-up work (first Stat saves) to settle before the
 # memory is read and the stop signal sent.
 SETTLE = 2.0
