@@ -27,10 +27,16 @@ BOOTSTRAP_SEED = 12
 # Short enough to add under 1% to a run of a few seconds; a COUNT on SQLite costs microseconds.
 POLL_INTERVAL = 0.02
 PLUGIN_PROCESS = "worker"
+QCLUSTER = ("qcluster",)
+QCLUSTER_KIND = "qcluster"
 # Runs of each command in the start-up and throughput benchmarks, when set: on a machine whose
 # speed moves by a quarter from one second to the next, judging a ratio to within a few
 # percent takes far more runs than a run of ``make bench`` spends by default.
 RUNS_VARIABLE = "BENCHMARK_RUNS"
+# Set to 1 for a control run: ``qcluster`` in both columns of every comparison, so that each
+# ratio differs from 1.0 by the machine's noise alone and shows which differences a run of this
+# length can tell apart on this machine.
+CONTROL_VARIABLE = "BENCHMARK_CONTROL"
 
 
 def runs(default: int) -> int:
@@ -46,6 +52,24 @@ def runs(default: int) -> int:
     return int(value)
 
 
+def control_run() -> bool:
+    """Return whether ``BENCHMARK_CONTROL`` asks for ``qcluster`` in both columns."""
+    value = os.environ.get(CONTROL_VARIABLE, "").strip()
+    if value not in ("", "0", "1"):
+        raise pytest.UsageError(
+            f"{CONTROL_VARIABLE} must be 1 (qcluster in both columns) or 0, not {value!r}."
+        )
+    return value == "1"
+
+
+CONTROL = control_run()
+
+
+def runs_as(kind: str) -> str:
+    """Return the command that runs in ``kind``'s column: ``qcluster`` in a control run."""
+    return QCLUSTER_KIND if CONTROL else kind
+
+
 def plugin_command(process: str = PLUGIN_PROCESS) -> tuple[str, ...]:
     """Return the ``manage.py`` arguments that start ``process`` through django-prodserver."""
     # django-prodserver 2 has no ``worker`` command; ``prodserver`` runs any process.
@@ -54,7 +78,6 @@ def plugin_command(process: str = PLUGIN_PROCESS) -> tuple[str, ...]:
     return ("prodserver", process)
 
 
-QCLUSTER = ("qcluster",)
 # save_limit 0 keeps every result, so that counting them counts the tasks done.
 ORM = {**ORM_Q_CLUSTER, "name": "bench", "save_limit": 0}
 
@@ -161,7 +184,7 @@ def children_cpu() -> float:
 
 # metric -> command ("plugin" or "qcluster") -> one value per run
 Samples = dict[str, dict[str, list[float]]]
-COMMANDS = ("plugin", "qcluster")
+COMMANDS = ("plugin", QCLUSTER_KIND)
 # Runs a command ("plugin" or "qcluster") once; returns its value of each metric.
 Measure = Callable[[str], dict[str, float]]
 
@@ -186,7 +209,7 @@ def interleave(runs: int, measures: dict[str, Measure]) -> dict[str, Samples]:
     for round_number in range(runs):
         for name, measure in measures.items():
             for kind in COMMANDS if round_number % 2 == 0 else COMMANDS[::-1]:
-                for metric, value in measure(kind).items():
+                for metric, value in measure(runs_as(kind)).items():
                     samples[name].setdefault(metric, {command: [] for command in COMMANDS})
                     samples[name][metric][kind].append(value)
     return samples
@@ -258,7 +281,8 @@ def load_average() -> str:
 def print_table(title: str, rows: list[Row]) -> None:
     """Print the medians, ratios and goals, then every sample, below ``title``."""
     width = max(len(row.metric) for row in rows)
-    print(f"\n{title} (load average {load_average()})")
+    control = "; control run: qcluster in both columns" if CONTROL else ""
+    print(f"\n{title} (load average {load_average()}{control})")
     print(
         f"{'metric':<{width}}  {'plugin':>9}  {'qcluster':>9}  {'ratio':>6}  {'paired':>6}  "
         f"{'90% interval':>13}  {'goal':<7}  met"

@@ -31,6 +31,7 @@ from benchmarks.measure import (
     interleave,
     print_table,
     runs,
+    runs_as,
     timed_stop,
     tree_memory,
 )
@@ -206,7 +207,9 @@ def test_start_up_instructions(
     for size, project in {"small": small, "big": big_project}.items():
         for cluster, limit in ((None, 1.05), (NAMED, 1.10)):
             samples = {
-                kind: [instructions_before_fork(project, kind, valgrind, tmp_path, cluster)]
+                kind: [
+                    instructions_before_fork(project, runs_as(kind), valgrind, tmp_path, cluster)
+                ]
                 for kind in COMMANDS
             }
             what = "named cluster" if cluster else "default cluster"

@@ -138,7 +138,7 @@ def shell_commands(block: doc_output.Block) -> list[str]:
     return doc_output.commands(block.code)
 
 
-def check_not_run(command: list[str], where: str) -> None:
+def check_not_run(command: list[str], environment: dict[str, str], where: str) -> None:
     if command[0] == "pip":
         for requirement in command[2:]:
             match = re.fullmatch(r"([\w-]+)(?:\[([\w,-]+)\])?", requirement)
@@ -152,6 +152,12 @@ def check_not_run(command: list[str], where: str) -> None:
         for target in [word for word in command[1:] if "=" not in word]:
             assert re.search(rf"^{re.escape(target)}:", makefile, re.MULTILINE), (
                 f"{where}: no target {target!r} in the Makefile"
+            )
+        # The variables that an example sets for the suites must be ones they read.
+        read = "".join(path.read_text() for path in (REPO / "benchmarks").glob("*.py"))
+        for name in environment:
+            assert f'"{name}"' in read or f"$({name})" in makefile, (
+                f"{where}: nothing reads {name}"
             )
 
 
@@ -170,7 +176,7 @@ def test_shell_example_runs(tmp_path: Path, block: doc_output.Block) -> None:
             key, _, value = words.pop(0).partition("=")
             environment[key] = value
         if words[0] in NOT_RUN:
-            check_not_run(words, block.where)
+            check_not_run(words, environment, block.where)
             continue
         assert words[:2] == ["python", "manage.py"], (
             f"{block.where}: `{line}` is neither run here nor marked "
