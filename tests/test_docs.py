@@ -156,9 +156,7 @@ def check_not_run(command: list[str], environment: dict[str, str], where: str) -
         # The variables that an example sets for the suites must be ones they read.
         read = "".join(path.read_text() for path in (REPO / "benchmarks").glob("*.py"))
         for name in environment:
-            assert f'"{name}"' in read or f"$({name})" in makefile, (
-                f"{where}: nothing reads {name}"
-            )
+            assert f'"{name}"' in read or f"$({name})" in makefile, f"{where}: nothing reads {name}"
 
 
 @pytest.mark.parametrize("block", SHELL, ids=ids(SHELL))
