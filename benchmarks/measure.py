@@ -18,7 +18,7 @@ from importlib.metadata import version
 import psutil
 import pytest
 
-from tests.harness import ORM_Q_CLUSTER, Project, Worker
+from tests.harness import ORM_Q_CLUSTER, Project, Worker, read_sqlite
 
 # Resamples behind each ratio's interval; a fixed seed prints the same interval for the same
 # samples.
@@ -98,8 +98,8 @@ class Results:
         self.path = project.root / "db.sqlite3"
 
     def _scalar(self, sql: str) -> int:
-        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
-            return int(db.execute(sql).fetchone()[0] or 0)
+        ((value,),) = read_sqlite(self.path, sql)
+        return int(value or 0)
 
     def stored(self) -> int:
         return self._scalar("SELECT COUNT(*) FROM django_q_task")
@@ -111,16 +111,14 @@ class Results:
         return self._scalar("SELECT COUNT(*) FROM django_q_ormq")
 
     def clusters(self) -> list[str]:
-        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
-            return [row[0] for row in db.execute("SELECT cluster FROM django_q_task")]
+        return [row[0] for row in read_sqlite(self.path, "SELECT cluster FROM django_q_task")]
 
     def first_stopped(self) -> float:
         """Return when the first stored task finished, as a ``time.time()`` value.
 
         The worker stamps the moment with its own clock, so no polling interval blurs it.
         """
-        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
-            (stopped,) = db.execute("SELECT MIN(stopped) FROM django_q_task").fetchone()
+        ((stopped,),) = read_sqlite(self.path, "SELECT MIN(stopped) FROM django_q_task")
         # USE_TZ: SQLite holds UTC datetimes as ISO text without an offset.
         return datetime.fromisoformat(stopped).replace(tzinfo=UTC).timestamp()
 

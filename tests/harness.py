@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -74,6 +75,19 @@ def start_children_with_default_hangup() -> None:
 
 def _ignore_hangup(signum: int, frame: object) -> None:
     pass
+
+
+def read_sqlite(path: Path, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+    """Return the rows of ``sql`` run on the SQLite file ``path`` on a connection of its own.
+
+    Read-only and in autocommit mode: it never creates a database file where there is none,
+    and never holds a lock that would slow down the cluster writing to the file.
+    """
+    uri = f"{path.as_uri()}?mode=ro"
+    with contextlib.closing(
+        sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+    ) as connection:
+        return connection.execute(sql, parameters).fetchall()
 
 
 @dataclass
@@ -215,13 +229,9 @@ class Project:
         if database["ENGINE"] != "django.db.backends.sqlite3":
             return None
         placeholders = ", ".join("?" * len(ids))
-        # Read-only: connecting must not create a database file where there is none yet.
-        uri = f"{Path(database['NAME']).as_uri()}?mode=ro"
+        sql = f"SELECT COUNT(*) FROM django_q_task WHERE id IN ({placeholders})"
         try:
-            with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as connection:
-                (count,) = connection.execute(
-                    f"SELECT COUNT(*) FROM django_q_task WHERE id IN ({placeholders})", ids
-                ).fetchone()
+            ((count,),) = read_sqlite(Path(database["NAME"]), sql, ids)
         except sqlite3.Error:
             return None
         return int(count)
